@@ -1,0 +1,34 @@
+//! `llmux-core`: the vocabulary every other llmux crate speaks.
+//!
+//! What lives here:
+//! - the canonical wire types, in OpenAI's shapes ([`ChatRequest`], [`ChatResponse`],
+//!   [`ChatChunk`], [`EmbeddingRequest`], [`ModelList`], [`ErrorBody`], [`Usage`]);
+//! - [`ModelRef`], the parsed `provider/model` string;
+//! - the [`Provider`] trait and the [`ProviderFactory`] plugin registry (collected with
+//!   `inventory`, so a provider crate registers itself by being linked);
+//! - the error taxonomy ([`Error`], [`ErrorKind`]): each kind names its HTTP status and
+//!   OpenAI's error `type`/`code` exactly once;
+//! - the SSE codec ([`sse`]): a bounded, linear-time decoder and an encoder.
+//!
+//! What must never live here: network I/O, an HTTP client or server (no `reqwest`, no
+//! `axum`), routing, keys, prices. Core is pure data and traits so that an SDK user can
+//! depend on it plus one provider crate and nothing else.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod model_ref;
+pub mod provider;
+pub mod sse;
+pub mod types;
+
+pub use error::{Error, ErrorKind, Origin};
+pub use model_ref::ModelRef;
+pub use provider::{
+    CallContext, ChatStream, DeploymentSettings, Provider, ProviderFactory, Secret, find_provider,
+    providers,
+};
+pub use types::*;
+
+/// Re-exported so provider crates can `inventory::submit!` without naming the dependency.
+pub use inventory;

@@ -1,0 +1,216 @@
+//! The provider plugin seam: the [`Provider`] trait, the settings a provider is built
+//! from, and the [`ProviderFactory`] registry.
+//!
+//! A provider crate implements [`Provider`] for one provider family and registers a
+//! factory with `inventory::submit!`. Whoever links the crate gets the provider; nothing
+//! else changes. The router and the server only ever see `Arc<dyn Provider>`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{
+    ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Error, JsonObject,
+    ModelList,
+};
+
+/// A stream of chunks. Contract: when the upstream reports usage, the stream ends with a
+/// usage-only chunk ([`ChatChunk::is_usage_only`]) whether or not the client asked for it —
+/// the metering point needs it; the server strips it when the client did not ask.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, Error>> + Send>>;
+
+/// Per-call facts a provider needs besides the request.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The gateway's request id (sent upstream where the provider has a header for it).
+    pub request_id: String,
+    /// Overall time budget of this call; `None` = the deployment's own timeout.
+    pub timeout: Option<Duration>,
+    /// Extra headers to pass to the upstream for this call (e.g. `anthropic-beta`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// One LLM provider family, bound to one deployment (credentials, base URL, model).
+///
+/// `req.model` arriving here is the client's name; the provider sends its deployment's
+/// own model id instead and reports the model that answered in the response.
+#[async_trait]
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// The provider prefix (`openai`, `anthropic`, …).
+    fn name(&self) -> &'static str;
+
+    /// The provider model this deployment calls (`gpt-4o-mini`).
+    fn model(&self) -> &str;
+
+    /// A chat completion.
+    async fn chat(&self, req: ChatRequest, cx: &CallContext) -> Result<ChatResponse, Error>;
+
+    /// A streamed chat completion. Errors before the first chunk are returned here;
+    /// errors after it arrive as the stream's last item.
+    async fn chat_stream(&self, req: ChatRequest, cx: &CallContext) -> Result<ChatStream, Error>;
+
+    /// Embeddings.
+    async fn embed(
+        &self,
+        req: EmbeddingRequest,
+        cx: &CallContext,
+    ) -> Result<EmbeddingResponse, Error> {
+        let _ = (req, cx);
+        Err(Error::unsupported(self.name(), "embeddings"))
+    }
+
+    /// The models the upstream offers (used for `provider/*` routes in `GET /v1/models`).
+    async fn list_models(&self, cx: &CallContext) -> Result<ModelList, Error> {
+        let _ = cx;
+        Err(Error::unsupported(self.name(), "listing models"))
+    }
+}
+
+/// A credential. Its `Debug`, `Display` and `Serialize` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wrap a value.
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for putting into an outgoing request. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::new(String::deserialize(d)?))
+    }
+}
+
+/// Everything needed to build one deployment's provider, already resolved (secrets read,
+/// defaults applied). Provider-specific settings travel in `params`.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentSettings {
+    /// Provider prefix (`openai`).
+    pub provider: String,
+    /// The provider's model id (`gpt-4o`); `*` for a wildcard template.
+    pub model: String,
+    /// Base URL, e.g. `https://api.openai.com/v1`; `None` = the provider's default.
+    pub api_base: Option<String>,
+    /// API key.
+    pub api_key: Option<Secret>,
+    /// Organization (OpenAI) or similar account scoping.
+    pub organization: Option<String>,
+    /// API version (Azure, Anthropic).
+    pub api_version: Option<String>,
+    /// Per-call timeout; `None` = the provider's default.
+    pub timeout: Option<Duration>,
+    /// Headers sent with every call of this deployment.
+    pub headers: BTreeMap<String, String>,
+    /// Provider-specific settings.
+    pub params: JsonObject,
+}
+
+impl DeploymentSettings {
+    /// Settings for `provider/model` with everything else defaulted.
+    pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            model: model.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The same deployment, for another model of the provider (wildcard routes).
+    pub fn for_model(&self, model: &str) -> Self {
+        let mut s = self.clone();
+        s.model = model.to_owned();
+        s
+    }
+}
+
+/// Reads an environment variable; injected so factories can be tested without the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A provider plugin: how to build its [`Provider`] for a deployment.
+pub struct ProviderFactory {
+    /// The prefix in `prefix/model` (`openai`).
+    pub name: &'static str,
+    /// One line for `llmux providers` and docs.
+    pub description: &'static str,
+    /// Build the provider for one deployment.
+    pub build: fn(&DeploymentSettings) -> Result<Arc<dyn Provider>, Error>,
+    /// The `name/*` wildcard template when the environment configures this provider
+    /// (e.g. `OPENAI_API_KEY` is set); `None` when it does not.
+    pub from_env: fn(EnvLookup<'_>) -> Option<DeploymentSettings>,
+}
+
+impl fmt::Debug for ProviderFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderFactory")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+inventory::collect!(ProviderFactory);
+
+/// Every provider linked into this binary.
+pub fn providers() -> impl Iterator<Item = &'static ProviderFactory> {
+    inventory::iter::<ProviderFactory>.into_iter()
+}
+
+/// The linked provider named `name`.
+pub fn find_provider(name: &str) -> Option<&'static ProviderFactory> {
+    providers().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("sk-very-secret");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert!(!format!("{s:?}").contains("sk-"));
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
+        let settings = DeploymentSettings {
+            api_key: Some(s.clone()),
+            ..DeploymentSettings::new("openai", "gpt-4o")
+        };
+        assert!(!format!("{settings:?}").contains("sk-very-secret"));
+        assert_eq!(s.expose(), "sk-very-secret");
+    }
+
+    #[test]
+    fn core_alone_links_no_provider() {
+        assert_eq!(providers().count(), 0);
+        assert!(find_provider("openai").is_none());
+    }
+}
