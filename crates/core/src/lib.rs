@@ -22,7 +22,7 @@ pub mod provider;
 pub mod sse;
 pub mod types;
 
-pub use error::{Error, ErrorKind, Origin};
+pub use error::{Error, ErrorBody, ErrorDetail, ErrorKind, Origin};
 pub use model_ref::ModelRef;
 pub use provider::{
     CallContext, ChatStream, DeploymentSettings, Provider, ProviderFactory, Secret, find_provider,

@@ -1,1 +1,16 @@
-//! placeholder
+//! `llmux-testkit`: mock upstream servers that speak providers' real wire formats, for
+//! tests and benchmarks — never used by the product.
+//!
+//! Each mock listens on an ephemeral `127.0.0.1` port, records every request it gets
+//! (method, path, headers, JSON body), checks credentials the way the real API does, and
+//! can be told to misbehave ([`Fault`]): answer with a status and error body, wait, break a
+//! stream, or send truncated JSON. Streams whose client went away are counted, so tests can
+//! prove that cancellation reaches the upstream.
+
+#![forbid(unsafe_code)]
+
+mod openai;
+mod recorder;
+
+pub use openai::OpenAiMock;
+pub use recorder::{Fault, RecordedRequest};

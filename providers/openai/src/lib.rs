@@ -1,1 +1,291 @@
-//! placeholder
+//! `llmux-provider-openai`: OpenAI's API, and the codec every OpenAI-shaped provider reuses.
+//!
+//! Owns: building OpenAI requests (chat, streamed chat, embeddings, model list) from the
+//! canonical types, reading the answers back, and mapping OpenAI's error bodies onto the
+//! taxonomy. [`codec`] holds the pure functions; [`OpenAi`] is the thin async glue.
+//!
+//! Must not: route, retry, price or authenticate clients — a provider serves one deployment.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use llmux_core::{
+    CallContext, ChatRequest, ChatResponse, ChatStream, DeploymentSettings, EmbeddingRequest,
+    EmbeddingResponse, Error, ModelList, Provider, ProviderFactory,
+};
+use llmux_http::reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+};
+
+/// OpenAI's public API.
+pub const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
+/// A call may take this long unless the deployment says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest silence tolerated between two chunks of a stream.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One deployment of an OpenAI-shaped API. Everything per-deployment (URLs, headers) is
+/// prepared once, here, not per call.
+#[derive(Debug)]
+pub struct OpenAi {
+    name: &'static str,
+    model: String,
+    chat_url: String,
+    embeddings_url: String,
+    models_url: String,
+    headers: HeaderMap,
+    timeout: Duration,
+    api_key: Option<llmux_core::Secret>,
+}
+
+impl OpenAi {
+    /// Build for `settings`, calling the provider `name` (its prefix) with `default_base`
+    /// when the settings name no `api_base`. OpenAI-compatible providers call this.
+    pub fn new(
+        name: &'static str,
+        default_base: &str,
+        settings: &DeploymentSettings,
+    ) -> Result<Self, Error> {
+        let base = settings
+            .api_base
+            .as_deref()
+            .unwrap_or(default_base)
+            .trim_end_matches('/');
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &settings.api_key {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    Error::bad_request(format!("{name}: the api_key contains invalid characters"))
+                })?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        if let Some(org) = &settings.organization {
+            headers.insert(
+                HeaderName::from_static("openai-organization"),
+                header_value(name, "organization", org)?,
+            );
+        }
+        for (k, v) in &settings.headers {
+            let k = HeaderName::try_from(k.as_str())
+                .map_err(|_| Error::bad_request(format!("{name}: invalid header name '{k}'")))?;
+            headers.insert(k, header_value(name, "header", v)?);
+        }
+        Ok(Self {
+            name,
+            model: settings.model.clone(),
+            chat_url: format!("{base}/chat/completions"),
+            embeddings_url: format!("{base}/embeddings"),
+            models_url: format!("{base}/models"),
+            headers,
+            timeout: settings.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            api_key: settings.api_key.clone(),
+        })
+    }
+
+    fn timeout(&self, cx: &CallContext) -> Duration {
+        cx.timeout.unwrap_or(self.timeout)
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.api_key.iter().map(|k| k.expose()).collect()
+    }
+
+    fn post(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        cx: &CallContext,
+    ) -> llmux_http::reqwest::RequestBuilder {
+        let mut req = llmux_http::client()
+            .post(url)
+            .headers(self.headers.clone())
+            .body(body);
+        if !cx.request_id.is_empty() {
+            req = req.header("x-request-id", &cx.request_id);
+        }
+        for (k, v) in &cx.headers {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    async fn call(
+        &self,
+        req: llmux_http::reqwest::RequestBuilder,
+        cx: &CallContext,
+    ) -> Result<bytes::Bytes, Error> {
+        let (status, headers, body) =
+            llmux_http::send_and_read(self.name, req, self.timeout(cx)).await?;
+        if !status.is_success() {
+            return Err(codec::decode_error(
+                self.name,
+                status.as_u16(),
+                &body,
+                llmux_http::retry_after(&headers),
+                &self.secrets(),
+            ));
+        }
+        Ok(body)
+    }
+}
+
+fn header_value(provider: &str, what: &str, v: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(v)
+        .map_err(|_| Error::bad_request(format!("{provider}: invalid {what} value")))
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn chat(&self, req: ChatRequest, cx: &CallContext) -> Result<ChatResponse, Error> {
+        let body = codec::encode_chat(req, &self.model)?;
+        let bytes = self.call(self.post(&self.chat_url, body, cx), cx).await?;
+        codec::decode_chat(self.name, &bytes)
+    }
+
+    async fn chat_stream(&self, req: ChatRequest, cx: &CallContext) -> Result<ChatStream, Error> {
+        let body = codec::encode_chat_stream(req, &self.model)?;
+        let resp = llmux_http::send_streaming(
+            self.name,
+            self.post(&self.chat_url, body, cx),
+            self.timeout(cx),
+        )
+        .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(codec::decode_error(
+                self.name,
+                status.as_u16(),
+                &body,
+                llmux_http::retry_after(&headers),
+                &self.secrets(),
+            ));
+        }
+        let name = self.name;
+        let mut done = false;
+        let chunks =
+            llmux_http::sse_events(name, resp, STREAM_IDLE_TIMEOUT).filter_map(move |ev| {
+                let out = if done {
+                    None
+                } else {
+                    match ev {
+                        Ok(ev) => match codec::decode_chunk(name, &ev.data) {
+                            Ok(Some(chunk)) => Some(Ok(chunk)),
+                            Ok(None) => {
+                                done = true;
+                                None
+                            }
+                            Err(e) => Some(Err(e)),
+                        },
+                        Err(e) => Some(Err(e)),
+                    }
+                };
+                std::future::ready(out)
+            });
+        Ok(Box::pin(chunks))
+    }
+
+    async fn embed(
+        &self,
+        req: EmbeddingRequest,
+        cx: &CallContext,
+    ) -> Result<EmbeddingResponse, Error> {
+        let body = codec::encode_embeddings(req, &self.model)?;
+        let bytes = self
+            .call(self.post(&self.embeddings_url, body, cx), cx)
+            .await?;
+        codec::decode_embeddings(self.name, &bytes)
+    }
+
+    async fn list_models(&self, cx: &CallContext) -> Result<ModelList, Error> {
+        let mut req = llmux_http::client()
+            .get(&self.models_url)
+            .headers(self.headers.clone());
+        if !cx.request_id.is_empty() {
+            req = req.header("x-request-id", &cx.request_id);
+        }
+        let bytes = self.call(req, cx).await?;
+        codec::decode_models(self.name, &bytes)
+    }
+}
+
+fn build(settings: &DeploymentSettings) -> Result<Arc<dyn Provider>, Error> {
+    Ok(Arc::new(OpenAi::new("openai", DEFAULT_API_BASE, settings)?))
+}
+
+/// `openai/*` is served when `OPENAI_API_KEY` is set; `OPENAI_BASE_URL` (or
+/// `OPENAI_API_BASE`) and `OPENAI_ORGANIZATION` are honoured.
+fn from_env(env: llmux_core::provider::EnvLookup<'_>) -> Option<DeploymentSettings> {
+    let key = env("OPENAI_API_KEY").filter(|k| !k.is_empty())?;
+    let mut s = DeploymentSettings::new("openai", "*");
+    s.api_key = Some(llmux_core::Secret::new(key));
+    s.api_base = env("OPENAI_BASE_URL").or_else(|| env("OPENAI_API_BASE"));
+    s.organization = env("OPENAI_ORGANIZATION");
+    Some(s)
+}
+
+llmux_core::inventory::submit! {
+    ProviderFactory {
+        name: "openai",
+        description: "OpenAI API (chat, streaming, embeddings, models)",
+        build,
+        from_env,
+    }
+}
+
+/// Referenced by the `llmux` facade so the linker keeps this crate's registration.
+pub fn link() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_itself() {
+        let f = llmux_core::find_provider("openai").expect("registered");
+        assert_eq!(f.name, "openai");
+    }
+
+    #[test]
+    fn env_template_needs_a_key() {
+        let none = |_: &str| None;
+        assert!((from_env)(&none).is_none());
+        let env = |k: &str| match k {
+            "OPENAI_API_KEY" => Some("sk-test".to_owned()),
+            "OPENAI_BASE_URL" => Some("http://127.0.0.1:9/v1".to_owned()),
+            _ => None,
+        };
+        let s = (from_env)(&env).expect("configured");
+        assert_eq!(s.model, "*");
+        assert_eq!(s.api_base.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(s.api_key.unwrap().expose(), "sk-test");
+    }
+
+    #[test]
+    fn prepares_urls_once_and_marks_the_key_sensitive() {
+        let mut s = DeploymentSettings::new("openai", "gpt-4o");
+        s.api_base = Some("http://127.0.0.1:1/v1/".into());
+        s.api_key = Some(llmux_core::Secret::new("sk-abc"));
+        let p = OpenAi::new("openai", DEFAULT_API_BASE, &s).unwrap();
+        assert_eq!(p.chat_url, "http://127.0.0.1:1/v1/chat/completions");
+        assert!(p.headers[AUTHORIZATION].is_sensitive());
+        assert!(!format!("{p:?}").contains("sk-abc"));
+    }
+}

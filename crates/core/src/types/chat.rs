@@ -242,8 +242,8 @@ pub struct Choice {
     /// Why it stopped.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
-    /// Log probabilities, when asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Log probabilities, when asked (`null` otherwise, as OpenAI sends it).
+    #[serde(default)]
     pub logprobs: Option<serde_json::Value>,
 }
 
@@ -255,8 +255,8 @@ pub struct ResponseMessage {
     /// The text (null when only tools were called).
     #[serde(default)]
     pub content: Option<String>,
-    /// Refusal text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Refusal text (`null` when none, as OpenAI sends it).
+    #[serde(default)]
     pub refusal: Option<String>,
     /// Tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,8 +355,8 @@ pub struct ChunkChoice {
     /// Set on the choice's last chunk.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
-    /// Log probabilities, when asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Log probabilities, when asked (`null` otherwise, as OpenAI sends it).
+    #[serde(default)]
     pub logprobs: Option<serde_json::Value>,
 }
 

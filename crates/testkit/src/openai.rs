@@ -1,0 +1,418 @@
+//! A mock of OpenAI's API: `/v1/chat/completions` (JSON and SSE), `/v1/embeddings`,
+//! `/v1/models`, with OpenAI's error bodies.
+//!
+//! Chat answers echo the last user message; usage counts whitespace-separated words, so a
+//! test can compute what to expect.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::recorder::{Fault, RecordedRequest, Recorder, StreamGuard};
+
+/// A running OpenAI-format mock upstream. Stops when dropped.
+#[derive(Debug)]
+pub struct OpenAiMock {
+    addr: SocketAddr,
+    state: Arc<MockState>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct MockState {
+    recorder: Arc<Recorder>,
+    api_key: Option<String>,
+}
+
+impl OpenAiMock {
+    /// Start a mock that accepts any credentials.
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Start a mock that requires `Authorization: Bearer {api_key}`.
+    pub async fn with_api_key(api_key: &str) -> Self {
+        Self::start_with(Some(api_key.to_owned())).await
+    }
+
+    async fn start_with(api_key: Option<String>) -> Self {
+        let state = Arc::new(MockState {
+            recorder: Arc::new(Recorder::default()),
+            api_key,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+            .fallback(not_found)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`: what a deployment's `api_base` should be.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.requests()
+    }
+
+    /// Make the next request misbehave (faults are used in the order pushed).
+    pub fn push_fault(&self, fault: Fault) {
+        self.state.recorder.push_fault(fault);
+    }
+
+    /// Streams whose client went away before the last byte.
+    pub fn cancelled_streams(&self) -> usize {
+        self.state.recorder.streams_cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Streams sent to the end.
+    pub fn completed_streams(&self) -> usize {
+        self.state.recorder.streams_completed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for OpenAiMock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn openai_error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    openai_error(
+        StatusCode::NOT_FOUND,
+        &format!("Invalid URL ({method} {uri})"),
+        "invalid_request_error",
+        None,
+    )
+}
+
+/// Records the request, checks auth, and applies a queued fault. `Ok` carries the parsed
+/// body and the fault left for the handler (stream faults).
+async fn admit(
+    st: &MockState,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Value, Option<Fault>), Response> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    st.recorder.record(RecordedRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: parsed.clone(),
+    });
+    if let Some(key) = &st.api_key {
+        let got = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if got != Some(key.as_str()) {
+            return Err(openai_error(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect API key provided: sk-wrong****************1234. You can find your API key at https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ));
+        }
+    }
+    match st.recorder.next_fault() {
+        Some(Fault::Status {
+            status,
+            body,
+            retry_after,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = (status, axum::Json(body)).into_response();
+            if let Some(s) = retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, s.to_string().parse().expect("digits"));
+            }
+            Err(resp)
+        }
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Ok((parsed, None))
+        }
+        Some(Fault::TruncatedJson) => Err((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"id":"chatcmpl-trunc","object":"chat.completion","choices":[{"index":0,"mess"#,
+        )
+            .into_response()),
+        other => Ok((parsed, other)),
+    }
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+fn message_text(m: &Value) -> String {
+    match &m["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+async fn chat(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, fault) = match admit(&st, "POST", "/v1/chat/completions", &headers, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let Some(messages) = req["messages"].as_array() else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "Missing required parameter: 'messages'.",
+            "invalid_request_error",
+            Some("missing_required_parameter"),
+        );
+    };
+    let model = req["model"].as_str().unwrap_or("gpt-mock").to_owned();
+    let prompt_tokens: u64 = messages.iter().map(|m| words(&message_text(m))).sum();
+    let reply = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(message_text)
+        .unwrap_or_default();
+    let completion_tokens = words(&reply);
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    });
+    let id = "chatcmpl-mock123";
+    let created = 1_700_000_000u64;
+    if req["stream"] != Value::Bool(true) {
+        return axum::Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply,
+                "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage, "service_tier": "default", "system_fingerprint": "fp_mock"
+        }))
+        .into_response();
+    }
+    let include_usage = req["stream_options"]["include_usage"] == Value::Bool(true);
+    let (pieces, delay, break_after) = match fault {
+        Some(Fault::SlowStream { chunks, delay }) => (split_reply(&reply, chunks), delay, None),
+        Some(Fault::BrokenStream { after_chunks }) => {
+            (split_reply(&reply, 4), Duration::ZERO, Some(after_chunks))
+        }
+        _ => (split_reply(&reply, 4), Duration::ZERO, None),
+    };
+    let chunk = move |delta: Value, finish: Value, usage: Value| -> Bytes {
+        let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        if !usage.is_null() {
+            v["choices"] = json!([]);
+            v["usage"] = usage;
+        } else if include_usage {
+            v["usage"] = Value::Null;
+        }
+        Bytes::from(format!("data: {v}\n\n"))
+    };
+    let mut events: Vec<Bytes> = Vec::new();
+    events.push(chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        Value::Null,
+        Value::Null,
+    ));
+    for p in &pieces {
+        events.push(chunk(json!({"content": p}), Value::Null, Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop"), Value::Null));
+    if include_usage {
+        events.push(chunk(Value::Null, Value::Null, usage));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    if let Some(n) = break_after {
+        events.truncate(n + 1);
+    }
+    st.recorder.streams_started.fetch_add(1, Ordering::SeqCst);
+    let guard = StreamGuard {
+        recorder: st.recorder.clone(),
+        completed: false,
+    };
+    let broken = break_after.is_some();
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), guard, false),
+        move |(mut it, mut guard, first_sent)| async move {
+            let next = it.next();
+            match next {
+                Some(b) => {
+                    if first_sent && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, std::io::Error>(b), (it, guard, true)))
+                }
+                None if broken => {
+                    // Let what was sent reach the client before the connection breaks.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    guard.completed = true;
+                    Some((
+                        Err(std::io::Error::other("injected broken stream")),
+                        (it, guard, true),
+                    ))
+                }
+                None => {
+                    guard.finish();
+                    None
+                }
+            }
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("valid response")
+}
+
+/// Split `reply` into at most `n` pieces on word boundaries, keeping the spaces, so the
+/// pieces concatenate back to the reply.
+fn split_reply(reply: &str, n: usize) -> Vec<String> {
+    let n = n.max(1);
+    let idx: Vec<usize> = reply
+        .char_indices()
+        .filter(|(_, c)| *c == ' ')
+        .map(|(i, _)| i)
+        .collect();
+    if idx.is_empty() || n == 1 {
+        return vec![reply.to_owned()];
+    }
+    let step = idx.len().div_ceil(n - 1).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in idx.iter().step_by(step) {
+        if *cut > start {
+            out.push(reply[start..*cut].to_owned());
+            start = *cut;
+        }
+    }
+    out.push(reply[start..].to_owned());
+    out
+}
+
+async fn embeddings(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, _) = match admit(&st, "POST", "/v1/embeddings", &headers, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let inputs: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
+        _ => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "'input' is a required property",
+                "invalid_request_error",
+                None,
+            );
+        }
+    };
+    let dims = req["dimensions"].as_u64().unwrap_or(8) as usize;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": mock_vector(text, dims)}))
+        .collect();
+    let tokens: u64 = inputs.iter().map(|s| words(s)).sum();
+    axum::Json(json!({
+        "object": "list", "data": data, "model": req["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+    .into_response()
+}
+
+/// A deterministic unit-ish vector derived from the text (FNV-1a per dimension).
+pub(crate) fn mock_vector(text: &str, dims: usize) -> Vec<f32> {
+    (0..dims)
+        .map(|d| {
+            let mut h: u64 = 0xcbf29ce484222325 ^ d as u64;
+            for b in text.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x100000001b3);
+            }
+            ((h % 2001) as f32 - 1000.0) / 1000.0
+        })
+        .collect()
+}
+
+async fn models(State(st): State<Arc<MockState>>, headers: HeaderMap) -> Response {
+    if let Err(resp) = admit(&st, "GET", "/v1/models", &headers, b"").await {
+        return resp;
+    }
+    axum::Json(json!({"object": "list", "data": [
+        {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"},
+        {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"},
+        {"id": "text-embedding-3-small", "object": "model", "created": 1705948997, "owned_by": "system"}
+    ]}))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reply;
+
+    #[test]
+    fn split_pieces_concatenate_back() {
+        for (text, n) in [
+            ("one two three four five six", 4),
+            ("single", 3),
+            ("a b", 8),
+            ("", 2),
+        ] {
+            let parts = split_reply(text, n);
+            assert_eq!(parts.concat(), text);
+            assert!(parts.len() <= n.max(1) + 1, "{parts:?}");
+        }
+        assert_eq!(split_reply("a b c d e f", 3).len(), 3);
+    }
+}

@@ -1,0 +1,143 @@
+//! Pure translation between the canonical types and OpenAI's wire format. No I/O.
+//!
+//! The canonical types already are OpenAI's shapes, so encoding is mostly choosing the
+//! deployment's model and the stream flags; decoding is parsing plus mapping OpenAI's error
+//! bodies onto the taxonomy. OpenAI-compatible providers reuse these functions.
+
+use std::time::Duration;
+
+use llmux_core::{
+    ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Error, ErrorBody,
+    ErrorKind, ModelList, Origin, StreamOptions,
+};
+
+/// The body of a non-streamed chat call: the client's request with the deployment's model,
+/// streaming switched off. Unknown fields pass through.
+pub fn encode_chat(mut req: ChatRequest, model: &str) -> Result<Vec<u8>, Error> {
+    model.clone_into(&mut req.model);
+    req.stream = None;
+    req.stream_options = None;
+    to_json(&req)
+}
+
+/// The body of a streamed chat call. Usage is always requested (`include_usage`), whatever
+/// the client asked: the gateway meters every call.
+pub fn encode_chat_stream(mut req: ChatRequest, model: &str) -> Result<Vec<u8>, Error> {
+    model.clone_into(&mut req.model);
+    req.stream = Some(true);
+    req.stream_options
+        .get_or_insert_with(StreamOptions::default)
+        .include_usage = Some(true);
+    to_json(&req)
+}
+
+/// The body of an embeddings call.
+pub fn encode_embeddings(mut req: EmbeddingRequest, model: &str) -> Result<Vec<u8>, Error> {
+    model.clone_into(&mut req.model);
+    to_json(&req)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(v)
+        .map_err(|e| Error::internal(format!("could not encode the upstream request: {e}")))
+}
+
+fn invalid_body(provider: &'static str, what: &str, e: &serde_json::Error) -> Error {
+    Error::new(
+        ErrorKind::UpstreamError,
+        format!("{provider}: the upstream sent an invalid {what}: {e}"),
+    )
+    .with_origin(Origin::Upstream)
+    .with_provider(provider)
+}
+
+/// Parse a chat completion.
+pub fn decode_chat(provider: &'static str, body: &[u8]) -> Result<ChatResponse, Error> {
+    serde_json::from_slice(body).map_err(|e| invalid_body(provider, "chat completion", &e))
+}
+
+/// Parse one SSE `data:` payload of a chat stream; `None` for the closing `[DONE]`.
+pub fn decode_chunk(provider: &'static str, data: &str) -> Result<Option<ChatChunk>, Error> {
+    if data == "[DONE]" {
+        return Ok(None);
+    }
+    // Some compatible servers report a failure inside the stream as an error object.
+    if data.starts_with("{\"error\"") {
+        if let Ok(body) = serde_json::from_str::<ErrorBody>(data) {
+            return Err(error_from_body(provider, 500, &body, None, &[]));
+        }
+    }
+    serde_json::from_str(data)
+        .map(Some)
+        .map_err(|e| invalid_body(provider, "stream chunk", &e))
+}
+
+/// Parse an embeddings response.
+pub fn decode_embeddings(provider: &'static str, body: &[u8]) -> Result<EmbeddingResponse, Error> {
+    serde_json::from_slice(body).map_err(|e| invalid_body(provider, "embeddings response", &e))
+}
+
+/// Parse a model list.
+pub fn decode_models(provider: &'static str, body: &[u8]) -> Result<ModelList, Error> {
+    serde_json::from_slice(body).map_err(|e| invalid_body(provider, "model list", &e))
+}
+
+/// Map a non-2xx OpenAI response to the taxonomy. `secrets` are redacted from the message.
+pub fn decode_error(
+    provider: &'static str,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    secrets: &[&str],
+) -> Error {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => error_from_body(provider, status, &b, retry_after, secrets),
+        Err(_) => {
+            let mut e = Error::from_upstream_status(
+                status,
+                format!("{provider}: the upstream answered HTTP {status}"),
+            )
+            .with_provider(provider);
+            if let Some(r) = retry_after {
+                e = e.with_retry_after(r);
+            }
+            e
+        }
+    }
+}
+
+fn error_from_body(
+    provider: &'static str,
+    status: u16,
+    body: &ErrorBody,
+    retry_after: Option<Duration>,
+    secrets: &[&str],
+) -> Error {
+    let d = &body.error;
+    let code = d.code.as_deref().unwrap_or("");
+    let kind = match (code, d.kind.as_str()) {
+        ("context_length_exceeded", _) | ("string_above_max_length", _) => {
+            ErrorKind::ContextWindowExceeded
+        }
+        ("content_policy_violation" | "content_filter", _) => ErrorKind::ContentPolicy,
+        (_, "content_policy_violation") => ErrorKind::ContentPolicy,
+        ("model_not_found", _) => ErrorKind::NotFound,
+        ("rate_limit_exceeded" | "insufficient_quota", _) => ErrorKind::RateLimited,
+        _ => ErrorKind::from_upstream_status(status),
+    };
+    let message = llmux_http::redact(&d.message, secrets);
+    let mut e = Error::new(kind, format!("{provider}: {message}"))
+        .with_origin(Origin::Upstream)
+        .with_provider(provider)
+        .with_upstream_status(status);
+    if !code.is_empty() {
+        e = e.with_code(code.to_owned());
+    }
+    if let Some(p) = &d.param {
+        e = e.with_param(p.clone());
+    }
+    if let Some(r) = retry_after {
+        e = e.with_retry_after(r);
+    }
+    e
+}
