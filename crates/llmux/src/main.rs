@@ -1,1 +1,201 @@
-fn main() {}
+//! The `llmux` command: run the gateway, check a config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use llmux_config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "llmux", version, about = "One OpenAI-compatible API for every LLM provider")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (YAML or TOML). Without one, serves `mock/*` and `PROVIDER/*` for
+        /// every provider whose credentials are in the environment.
+        #[arg(long, short, env = "LLMUX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address (overrides the config).
+        #[arg(long)]
+        host: Option<String>,
+        /// Listen port (overrides the config).
+        #[arg(long, short)]
+        port: Option<u16>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+        log_format: LogFormat,
+    },
+    /// Validate a config and print the resolved model table.
+    Check {
+        /// Config file (YAML or TOML).
+        #[arg(long, short, env = "LLMUX_CONFIG")]
+        config: PathBuf,
+    },
+    /// List the providers compiled into this binary.
+    Providers,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            host,
+            port,
+            log_format,
+        } => {
+            init_logging(log_format);
+            let mut cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(h) = host {
+                cfg.server.host = h;
+            }
+            if let Some(p) = port {
+                cfg.server.port = p;
+            }
+            if cfg.server.master_key.is_none() {
+                cfg.server.master_key = std::env::var("LLMUX_MASTER_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .map(llmux_core::Secret::new);
+            }
+            serve(cfg)
+        }
+        Command::Check { config } => check(&config),
+        Command::Providers => {
+            llmux::link_providers();
+            let mut all: Vec<_> = llmux_core::providers().collect();
+            all.sort_by_key(|f| f.name);
+            for f in all {
+                println!("{:<12} {}", f.name, f.description);
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn serve(cfg: Config) -> ExitCode {
+    let gateway = match llmux::gateway().config(cfg).build() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if gateway.server_config().master_key.is_none() {
+        tracing::warn!("no master key configured: the gateway accepts every caller");
+    }
+    for name in gateway.models().names() {
+        tracing::info!(model = %name, "serving");
+    }
+    for (prefix, provider) in gateway.models().wildcards() {
+        tracing::info!(model = %format!("{prefix}/*"), provider, "serving wildcard");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(gateway.serve_until_signal()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows: Vec<[String; 6]> = cfg
+        .models
+        .iter()
+        .map(|m| {
+            let d = &m.deployment;
+            [
+                m.name.clone(),
+                d.provider.clone(),
+                d.model.clone(),
+                d.api_base.clone().unwrap_or_else(|| "(provider default)".into()),
+                if d.api_key.is_some() { "set" } else { "-" }.into(),
+                d.timeout
+                    .map_or_else(|| "default".into(), |t| format!("{}s", t.as_secs_f64())),
+            ]
+        })
+        .collect();
+    let built = llmux::gateway().config(cfg.clone()).env_wildcards(false).build();
+    if let Err(e) = built {
+        eprintln!("error: {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let header = ["MODEL", "PROVIDER", "PROVIDER MODEL", "API BASE", "KEY", "TIMEOUT"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut s = String::new();
+        for (c, w) in cells.iter().zip(widths) {
+            s.push_str(&format!("{c:<w$}  "));
+        }
+        println!("{}", s.trim_end());
+    };
+    println!("{}: ok ({} models)", path.display(), rows.len());
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+    }
+    println!(
+        "server: {}:{}  master key: {}",
+        cfg.server.host,
+        cfg.server.port,
+        if cfg.server.master_key.is_some() { "set" } else { "not set (open)" }
+    );
+    ExitCode::SUCCESS
+}
