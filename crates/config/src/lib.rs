@@ -258,7 +258,10 @@ impl Config {
             if r.is_wildcard() && !m.name.ends_with("/*") {
                 invalid(
                     at("name"),
-                    format!("a wildcard model '{}' needs a wildcard name like '{}/*'", m.model, r.provider),
+                    format!(
+                        "a wildcard model '{}' needs a wildcard name like '{}/*'",
+                        m.model, r.provider
+                    ),
                 );
             }
             let mut d = DeploymentSettings::new(r.provider, r.model);
@@ -308,10 +311,7 @@ fn load_message(e: &figment::Error) -> String {
 
 /// `os.environ/NAME` and `env:NAME` read the environment; anything else is the value.
 /// The error never contains the value.
-pub fn resolve_secret(
-    value: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Secret, String> {
+pub fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
     let var = value
         .strip_prefix("os.environ/")
         .or_else(|| value.strip_prefix("env:"));
@@ -370,11 +370,17 @@ models:
         assert_eq!(c.server.port, 8080);
         assert_eq!(c.server.master_key.as_ref().unwrap().expose(), "sk-master");
         let d = &c.models[0].deployment;
-        assert_eq!((d.provider.as_str(), d.model.as_str()), ("openai", "gpt-4o"));
+        assert_eq!(
+            (d.provider.as_str(), d.model.as_str()),
+            ("openai", "gpt-4o")
+        );
         assert_eq!(d.api_key.as_ref().unwrap().expose(), "sk-from-env");
         assert_eq!(d.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(d.headers["x-team"], "a");
-        assert_eq!(c.models[1].deployment.model, "meta-llama/llama-3-70b-instruct");
+        assert_eq!(
+            c.models[1].deployment.model,
+            "meta-llama/llama-3-70b-instruct"
+        );
         assert_eq!(c.models[2].deployment.params["chunks"], 3);
         assert!(!format!("{c:?}").contains("sk-from-env"));
     }
@@ -422,19 +428,30 @@ models:
     fn type_errors_and_unknown_keys_name_the_key() {
         let msg = check_err("server:\n  port: lots\n", "yaml");
         assert!(msg.contains("test.yaml: server.port"), "{msg}");
-        let msg = check_err("models:\n  - name: a\n    model: mock/x\n    colour: red\n", "yaml");
+        let msg = check_err(
+            "models:\n  - name: a\n    model: mock/x\n    colour: red\n",
+            "yaml",
+        );
         assert!(msg.contains("colour"), "{msg}");
     }
 
     #[test]
     fn missing_file_and_unknown_extension_are_errors() {
         let e = Config::load(Path::new("/nonexistent/llmux.yaml")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/llmux.yaml: no such file"));
+        assert!(
+            e.to_string()
+                .contains("/nonexistent/llmux.yaml: no such file")
+        );
         let dir = std::env::temp_dir().join(format!("llmux-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("c.ini");
         std::fs::write(&p, "x").unwrap();
-        assert!(Config::load(&p).unwrap_err().to_string().contains("unknown format"));
+        assert!(
+            Config::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown format")
+        );
         let p = dir.join("c.yaml");
         std::fs::write(&p, "models:\n  - name: m\n    model: mock/echo\n").unwrap();
         let c = Config::load(&p).unwrap();
@@ -445,7 +462,10 @@ models:
     #[test]
     fn secrets_resolve_without_leaking() {
         assert_eq!(resolve_secret("plain", &env).unwrap().expose(), "plain");
-        assert_eq!(resolve_secret("env:MASTER", &env).unwrap().expose(), "sk-master");
+        assert_eq!(
+            resolve_secret("env:MASTER", &env).unwrap().expose(),
+            "sk-master"
+        );
         let e = resolve_secret("os.environ/NOPE", &env).unwrap_err();
         assert_eq!(e, "environment variable NOPE is not set");
     }

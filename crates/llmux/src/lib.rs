@@ -50,7 +50,11 @@ mod tests {
     #[test]
     fn enabled_providers_are_found_and_disabled_ones_absent() {
         let names = super::provider_names();
-        assert_eq!(names.contains(&"openai"), cfg!(feature = "openai"), "{names:?}");
+        assert_eq!(
+            names.contains(&"openai"),
+            cfg!(feature = "openai"),
+            "{names:?}"
+        );
         assert_eq!(names.contains(&"mock"), cfg!(feature = "mock"), "{names:?}");
         assert_eq!(
             llmux_core::find_provider("openai").is_some(),

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use llmux_config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "llmux", version, about = "One OpenAI-compatible API for every LLM provider")]
+#[command(
+    name = "llmux",
+    version,
+    about = "One OpenAI-compatible API for every LLM provider"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -125,7 +129,10 @@ fn serve(cfg: Config) -> ExitCode {
     for (prefix, provider) in gateway.models().wildcards() {
         tracing::info!(model = %format!("{prefix}/*"), provider, "serving wildcard");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("could not start the runtime: {e}");
@@ -160,19 +167,31 @@ fn check(path: &PathBuf) -> ExitCode {
                 m.name.clone(),
                 d.provider.clone(),
                 d.model.clone(),
-                d.api_base.clone().unwrap_or_else(|| "(provider default)".into()),
+                d.api_base
+                    .clone()
+                    .unwrap_or_else(|| "(provider default)".into()),
                 if d.api_key.is_some() { "set" } else { "-" }.into(),
                 d.timeout
                     .map_or_else(|| "default".into(), |t| format!("{}s", t.as_secs_f64())),
             ]
         })
         .collect();
-    let built = llmux::gateway().config(cfg.clone()).env_wildcards(false).build();
+    let built = llmux::gateway()
+        .config(cfg.clone())
+        .env_wildcards(false)
+        .build();
     if let Err(e) = built {
         eprintln!("error: {}: {e}", path.display());
         return ExitCode::FAILURE;
     }
-    let header = ["MODEL", "PROVIDER", "PROVIDER MODEL", "API BASE", "KEY", "TIMEOUT"];
+    let header = [
+        "MODEL",
+        "PROVIDER",
+        "PROVIDER MODEL",
+        "API BASE",
+        "KEY",
+        "TIMEOUT",
+    ];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -195,7 +214,11 @@ fn check(path: &PathBuf) -> ExitCode {
         "server: {}:{}  master key: {}",
         cfg.server.host,
         cfg.server.port,
-        if cfg.server.master_key.is_some() { "set" } else { "not set (open)" }
+        if cfg.server.master_key.is_some() {
+            "set"
+        } else {
+            "not set (open)"
+        }
     );
     ExitCode::SUCCESS
 }

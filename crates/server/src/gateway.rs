@@ -109,7 +109,10 @@ impl Gateway {
         let mut rx2 = rx.clone();
         let deadline = async move {
             let _ = rx2.wait_for(|stopping| *stopping).await;
-            tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining in-flight calls");
+            tracing::info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: draining in-flight calls"
+            );
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
@@ -294,4 +297,3 @@ impl GatewayBuilder {
         })
     }
 }
-

@@ -5,15 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use llmux_core::sse::{DONE_EVENT, json_event};
-use llmux_core::{
-    CallContext, ChatRequest, EmbeddingRequest, Error, ErrorKind, ModelList, Secret,
-};
+use llmux_core::{CallContext, ChatRequest, EmbeddingRequest, Error, ErrorKind, ModelList, Secret};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -107,7 +105,10 @@ fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, Error> {
     let body = serde_json::to_vec(value)
         .map_err(|e| Error::internal(format!("could not encode the response: {e}")))?;
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response())
@@ -139,8 +140,10 @@ async fn chat_inner(
     authorize(st, headers)?;
     let req: ChatRequest = parse(body)?;
     if req.messages.is_empty() {
-        return Err(Error::bad_request("'messages' must contain at least one message")
-            .with_param("messages"));
+        return Err(
+            Error::bad_request("'messages' must contain at least one message")
+                .with_param("messages"),
+        );
     }
     let d = st.models.resolve(&req.model)?;
     let cx = context(id);
@@ -164,9 +167,8 @@ async fn chat_inner(
 /// the usage chunk is dropped unless the client asked for it, an error after the first
 /// chunk becomes an `error` event, and `[DONE]` closes a stream that ended normally.
 fn sse_response(stream: llmux_core::ChatStream, wants_usage: bool) -> Response {
-    let body = futures_util::stream::unfold(
-        (stream, false),
-        move |(mut stream, finished)| async move {
+    let body =
+        futures_util::stream::unfold((stream, false), move |(mut stream, finished)| async move {
             if finished {
                 return None;
             }
@@ -195,11 +197,13 @@ fn sse_response(stream: llmux_core::ChatStream, wants_usage: bool) -> Response {
                     }
                 }
             }
-        },
-    );
+        });
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (
                 header::HeaderName::from_static("x-accel-buffering"),

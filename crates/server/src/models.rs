@@ -73,8 +73,8 @@ impl ModelTable {
 
     /// Serve `name` with `settings` (an exact name, or `prefix/*` for a wildcard).
     pub fn add(&mut self, name: &str, settings: &DeploymentSettings) -> Result<(), AddError> {
-        let factory = llmux_core::find_provider(&settings.provider)
-            .ok_or(AddError::UnknownProvider)?;
+        let factory =
+            llmux_core::find_provider(&settings.provider).ok_or(AddError::UnknownProvider)?;
         if let Some(prefix) = name.strip_suffix("/*") {
             self.wildcards.insert(
                 prefix.to_owned(),
@@ -115,7 +115,9 @@ impl ModelTable {
 
     /// Wildcard prefixes and their provider names.
     pub fn wildcards(&self) -> impl Iterator<Item = (&str, &'static str)> {
-        self.wildcards.iter().map(|(p, w)| (p.as_str(), w.factory.name))
+        self.wildcards
+            .iter()
+            .map(|(p, w)| (p.as_str(), w.factory.name))
     }
 
     /// The deployment that serves `model` now.
@@ -171,15 +173,14 @@ impl ModelTable {
             let Ok(p) = (w.factory.build)(&w.template) else {
                 continue;
             };
-            let listing = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                p.list_models(cx),
-            )
-            .await;
+            let listing =
+                tokio::time::timeout(std::time::Duration::from_secs(5), p.list_models(cx)).await;
             match listing {
-                Ok(Ok(list)) => cards.extend(list.data.into_iter().map(|m| {
-                    ModelCard::new(format!("{prefix}/{}", m.id), w.factory.name)
-                })),
+                Ok(Ok(list)) => cards.extend(
+                    list.data
+                        .into_iter()
+                        .map(|m| ModelCard::new(format!("{prefix}/{}", m.id), w.factory.name)),
+                ),
                 Ok(Err(e)) => tracing::debug!(prefix, error = %e, "wildcard model listing failed"),
                 Err(_) => tracing::debug!(prefix, "wildcard model listing timed out"),
             }

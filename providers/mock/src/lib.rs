@@ -361,7 +361,10 @@ mod tests {
 
     #[tokio::test]
     async fn echoes_the_last_user_message() {
-        let r = mock().chat(req("hi there"), &CallContext::default()).await.unwrap();
+        let r = mock()
+            .chat(req("hi there"), &CallContext::default())
+            .await
+            .unwrap();
         assert_eq!(r.text(), Some("hi there"));
         assert_eq!(r.model, "echo");
         let u = r.usage.unwrap();
@@ -373,7 +376,10 @@ mod tests {
     async fn stream_has_the_chosen_chunks_and_ends_with_usage() {
         let mut r = req("abcdefghij");
         r.extra.insert("mock_chunks".into(), json!(5));
-        let s = mock().chat_stream(r, &CallContext::default()).await.unwrap();
+        let s = mock()
+            .chat_stream(r, &CallContext::default())
+            .await
+            .unwrap();
         let chunks: Vec<_> = s.map(Result::unwrap).collect().await;
         assert_eq!(chunks.len(), 5 + 2);
         let text: String = chunks
@@ -396,26 +402,47 @@ mod tests {
         assert_eq!(m.chat(r, &cx).await.unwrap().text(), Some("forced"));
         for (v, kind) in [
             (json!("litellm.RateLimitError"), ErrorKind::RateLimited),
-            (json!("litellm.ContextWindowExceededError"), ErrorKind::ContextWindowExceeded),
+            (
+                json!("litellm.ContextWindowExceededError"),
+                ErrorKind::ContextWindowExceeded,
+            ),
             (json!("litellm.Timeout"), ErrorKind::Timeout),
-            (json!({"error": "upstream_unavailable"}), ErrorKind::UpstreamUnavailable),
-            (json!({"error": "content_policy", "message": "no"}), ErrorKind::ContentPolicy),
+            (
+                json!({"error": "upstream_unavailable"}),
+                ErrorKind::UpstreamUnavailable,
+            ),
+            (
+                json!({"error": "content_policy", "message": "no"}),
+                ErrorKind::ContentPolicy,
+            ),
         ] {
             let mut r = req("x");
             r.extra.insert("mock_response".into(), v.clone());
-            assert_eq!(m.chat(r.clone(), &cx).await.unwrap_err().kind(), kind, "{v}");
-            assert_eq!(m.chat_stream(r, &cx).await.err().unwrap().kind(), kind, "{v}");
+            assert_eq!(
+                m.chat(r.clone(), &cx).await.unwrap_err().kind(),
+                kind,
+                "{v}"
+            );
+            assert_eq!(
+                m.chat_stream(r, &cx).await.err().unwrap().kind(),
+                kind,
+                "{v}"
+            );
         }
     }
 
     #[tokio::test]
     async fn deployment_params_set_defaults() {
         let mut s = DeploymentSettings::new("mock", "fixed");
-        s.params.insert("mock_response".into(), json!("always this"));
+        s.params
+            .insert("mock_response".into(), json!("always this"));
         s.params.insert("chunks".into(), json!(2));
         let m = Mock::new(&s);
         let cx = CallContext::default();
-        assert_eq!(m.chat(req("x"), &cx).await.unwrap().text(), Some("always this"));
+        assert_eq!(
+            m.chat(req("x"), &cx).await.unwrap().text(),
+            Some("always this")
+        );
         let n = m.chat_stream(req("x"), &cx).await.unwrap().count().await;
         assert_eq!(n, 2 + 2);
     }
