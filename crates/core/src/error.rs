@@ -184,8 +184,13 @@ pub enum Origin {
 }
 
 /// An llmux error: kind, client-safe message, and facts for retry decisions.
-#[derive(Clone, thiserror::Error)]
-pub struct Error {
+///
+/// Boxed inside, so `Result<T, Error>` stays one pointer wide on the hot path.
+#[derive(Clone)]
+pub struct Error(Box<Inner>);
+
+#[derive(Clone)]
+struct Inner {
     kind: ErrorKind,
     message: Cow<'static, str>,
     code: Option<Cow<'static, str>>,
@@ -194,29 +199,37 @@ pub struct Error {
     provider: Option<Cow<'static, str>>,
     upstream_status: Option<u16>,
     retry_after: Option<Duration>,
-    #[source]
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("code", &self.code)
-            .field("origin", &self.origin)
-            .field("provider", &self.provider)
-            .field("upstream_status", &self.upstream_status)
-            .field("retry_after", &self.retry_after)
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
+            .field("code", &self.0.code)
+            .field("origin", &self.0.origin)
+            .field("provider", &self.0.provider)
+            .field("upstream_status", &self.0.upstream_status)
+            .field("retry_after", &self.0.retry_after)
             .finish()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.provider {
-            Some(p) => write!(f, "{} ({p}): {}", self.kind, self.message),
-            None => write!(f, "{}: {}", self.kind, self.message),
+        match &self.0.provider {
+            Some(p) => write!(f, "{} ({p}): {}", self.0.kind, self.0.message),
+            None => write!(f, "{}: {}", self.0.kind, self.0.message),
         }
     }
 }
@@ -234,7 +247,7 @@ impl Error {
             ErrorKind::Internal => Origin::Internal,
             _ => Origin::Upstream,
         };
-        Self {
+        Self(Box::new(Inner {
             kind,
             message: message.into(),
             code: None,
@@ -244,7 +257,7 @@ impl Error {
             upstream_status: None,
             retry_after: None,
             source: None,
-        }
+        }))
     }
 
     /// A bad-request error.
@@ -270,110 +283,110 @@ impl Error {
     /// An error from an upstream HTTP status, kind decided by [`ErrorKind::from_upstream_status`].
     pub fn from_upstream_status(status: u16, message: impl Into<Cow<'static, str>>) -> Self {
         let mut e = Self::new(ErrorKind::from_upstream_status(status), message);
-        e.origin = Origin::Upstream;
-        e.upstream_status = Some(status);
+        e.0.origin = Origin::Upstream;
+        e.0.upstream_status = Some(status);
         e
     }
 
     /// Override OpenAI's `code`.
     pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
-        self.code = Some(code.into());
+        self.0.code = Some(code.into());
         self
     }
 
     /// Name the offending request parameter.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
-        self.param = Some(param.into());
+        self.0.param = Some(param.into());
         self
     }
 
     /// Set where the error arose.
     pub fn with_origin(mut self, origin: Origin) -> Self {
-        self.origin = origin;
+        self.0.origin = origin;
         self
     }
 
     /// Name the provider involved.
     pub fn with_provider(mut self, provider: impl Into<Cow<'static, str>>) -> Self {
-        self.provider = Some(provider.into());
+        self.0.provider = Some(provider.into());
         self
     }
 
     /// Record the upstream HTTP status.
     pub fn with_upstream_status(mut self, status: u16) -> Self {
-        self.upstream_status = Some(status);
+        self.0.upstream_status = Some(status);
         self
     }
 
     /// When to try again.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.0.retry_after = Some(after);
         self
     }
 
     /// Attach the underlying error (never shown to clients).
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.0.source = Some(Arc::new(source));
         self
     }
 
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The client-safe message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// OpenAI's `code`: the precise one if set, else the kind's default.
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref().or(self.kind.default_code())
+        self.0.code.as_deref().or(self.0.kind.default_code())
     }
 
     /// The offending parameter.
     pub fn param(&self) -> Option<&str> {
-        self.param.as_deref()
+        self.0.param.as_deref()
     }
 
     /// Where it arose.
     pub fn origin(&self) -> Origin {
-        self.origin
+        self.0.origin
     }
 
     /// The provider involved.
     pub fn provider(&self) -> Option<&str> {
-        self.provider.as_deref()
+        self.0.provider.as_deref()
     }
 
     /// The upstream HTTP status, when the error came from one.
     pub fn upstream_status(&self) -> Option<u16> {
-        self.upstream_status
+        self.0.upstream_status
     }
 
     /// When to try again, if the upstream said.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// Whether a retry (here or on another deployment) may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
+        self.0.kind.is_retryable()
     }
 
     /// The HTTP status a client sees.
     pub fn http_status(&self) -> u16 {
-        self.kind.http_status()
+        self.0.kind.http_status()
     }
 
     /// The OpenAI-shaped body a client sees.
     pub fn to_body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                message: self.message.to_string(),
-                kind: self.kind.openai_type().to_owned(),
-                param: self.param.clone(),
+                message: self.0.message.to_string(),
+                kind: self.0.kind.openai_type().to_owned(),
+                param: self.0.param.clone(),
                 code: self.code().map(str::to_owned),
             },
         }

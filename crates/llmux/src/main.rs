@@ -34,6 +34,9 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
         log_format: LogFormat,
+        /// Runtime worker threads (default: one per core).
+        #[arg(long, env = "LLMUX_WORKERS")]
+        workers: Option<usize>,
     },
     /// Validate a config and print the resolved model table.
     Check {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             host,
             port,
             log_format,
+            workers,
         } => {
             init_logging(log_format);
             let mut cfg = match load(config.as_ref()) {
@@ -97,7 +101,7 @@ fn main() -> ExitCode {
                     .filter(|k| !k.is_empty())
                     .map(llmux_core::Secret::new);
             }
-            serve(cfg)
+            serve(cfg, workers)
         }
         Command::Check { config } => check(&config),
         Command::Providers => {
@@ -112,7 +116,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cfg: Config) -> ExitCode {
+fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
     let gateway = match llmux::gateway().config(cfg).build() {
         Ok(g) => g,
         Err(e) => {
@@ -129,10 +133,11 @@ fn serve(cfg: Config) -> ExitCode {
     for (prefix, provider) in gateway.models().wildcards() {
         tracing::info!(model = %format!("{prefix}/*"), provider, "serving wildcard");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("could not start the runtime: {e}");
@@ -148,7 +153,7 @@ fn serve(cfg: Config) -> ExitCode {
     }
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+fn check(path: &std::path::Path) -> ExitCode {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {

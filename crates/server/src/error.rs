@@ -54,11 +54,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if e.kind() == ErrorKind::RateLimited {
-            if let Some(after) = e.retry_after() {
-                let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
+        if e.kind() == ErrorKind::RateLimited
+            && let Some(after) = e.retry_after()
+        {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(p) = e.provider().and_then(|p| HeaderValue::from_str(p).ok()) {
             h.insert("x-llmux-provider", p);

@@ -31,11 +31,14 @@ pub struct Gateway {
     server: ServerConfig,
 }
 
+/// Reads an environment variable (injected so tests need not touch the process env).
+type EnvFn = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Builds a [`Gateway`] from a config, extra models, and the environment.
 pub struct GatewayBuilder {
     config: Config,
     extra: Vec<(String, DeploymentSettings)>,
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvFn,
     env_wildcards: Option<bool>,
 }
 

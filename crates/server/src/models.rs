@@ -130,10 +130,10 @@ impl ModelTable {
             };
             return Ok(g.deployments[i].clone());
         }
-        if let Some(r) = ModelRef::parse(model) {
-            if let Some(w) = self.wildcards.get(r.provider) {
-                return self.wildcard(model, r.model, w);
-            }
+        if let Some(r) = ModelRef::parse(model)
+            && let Some(w) = self.wildcards.get(r.provider)
+        {
+            return self.wildcard(model, r.model, w);
         }
         Err(not_found(model))
     }

@@ -62,10 +62,10 @@ pub fn decode_chunk(provider: &'static str, data: &str) -> Result<Option<ChatChu
         return Ok(None);
     }
     // Some compatible servers report a failure inside the stream as an error object.
-    if data.starts_with("{\"error\"") {
-        if let Ok(body) = serde_json::from_str::<ErrorBody>(data) {
-            return Err(error_from_body(provider, 500, &body, None, &[]));
-        }
+    if data.starts_with("{\"error\"")
+        && let Ok(body) = serde_json::from_str::<ErrorBody>(data)
+    {
+        return Err(error_from_body(provider, 500, &body, None, &[]));
     }
     serde_json::from_str(data)
         .map(Some)
