@@ -42,6 +42,14 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
+/// Where cargo puts build output (`CARGO_TARGET_DIR` is honoured).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -146,7 +154,7 @@ fn wait_ready(port: u16, timeout: Duration) -> Result<(), String> {
 
 fn python_client_check() -> Result<(), String> {
     let root = root();
-    let venv = root.join("target/py-venv");
+    let venv = target_dir().join("py-venv");
     let py = venv.join("bin/python");
     if !py.exists() {
         let mut c = Command::new("python3");
@@ -171,7 +179,7 @@ fn python_client_check() -> Result<(), String> {
 
     let port = free_port()?;
     let key = "sk-xtask-python-check";
-    let child = Command::new(root.join("target/debug/llmux"))
+    let child = Command::new(target_dir().join("debug/llmux"))
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .env("LLMUX_MASTER_KEY", key)
         .env_remove("LLMUX_CONFIG")
@@ -213,7 +221,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         .iter()
         .filter(|a| *a != "--quick" && *a != "--nginx")
         .collect();
-    let bin = root.join("target/release/llmux");
+    let bin = target_dir().join("release/llmux");
     let gateway_cmd = format!(
         "printf 'models:\\n  - name: bench-model\\n    model: openai/bench-model\\n    api_base: %s\\n    api_key: %s\\n' \"$BENCH_UPSTREAM\" \"${{BENCH_API_KEY:-none}}\" > \"$BENCH_RUN_DIR/llmux.yaml\" && RUST_LOG=warn exec {} serve --config \"$BENCH_RUN_DIR/llmux.yaml\" --host 127.0.0.1 --port \"$BENCH_PORT\" --workers \"$BENCH_WORKERS\" --log-format json",
         bin.display()
