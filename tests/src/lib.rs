@@ -3,9 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llmux_config::Config;
+use llmux_core::{CallRecord, CallSink};
 use llmux_server::RunningGateway;
 use llmux_testkit::OpenAiMock;
 
@@ -23,6 +25,43 @@ pub struct Harness {
     pub gateway: RunningGateway,
     /// A client with a bounded timeout.
     pub http: reqwest::Client,
+    /// Every call record the gateway emitted.
+    pub records: Arc<Records>,
+}
+
+/// A sink that keeps every record, for assertions.
+#[derive(Debug, Default)]
+pub struct Records(Mutex<Vec<Arc<CallRecord>>>);
+
+#[async_trait::async_trait]
+impl CallSink for Records {
+    fn name(&self) -> &str {
+        "test-records"
+    }
+    async fn record(&self, record: Arc<CallRecord>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+}
+
+impl Records {
+    /// Wait (bounded) until exactly `n` records arrived, then return them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Arc<CallRecord>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if got.len() >= n || tokio::time::Instant::now() > deadline {
+                // Give a stray extra record the chance to show up before asserting.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let got = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                assert_eq!(got.len(), n, "records: {got:#?}");
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// The config the harness serves, pointed at `mock_base`.
@@ -61,8 +100,10 @@ impl Harness {
         let env = |k: &str| (k == "E2E_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_owned());
         let config = Config::from_str(&config_yaml(&openai.base_url()), "yaml", "e2e.yaml", &env)
             .expect("valid config");
+        let records = Arc::new(Records::default());
         let gateway = llmux::gateway()
             .config(config)
+            .sink(records.clone())
             .build()
             .expect("gateway builds")
             .spawn("127.0.0.1:0".parse().expect("addr"))
@@ -76,6 +117,7 @@ impl Harness {
             openai,
             gateway,
             http,
+            records,
         }
     }
 

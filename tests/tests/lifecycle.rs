@@ -61,6 +61,7 @@ async fn shutdown_lets_in_flight_streams_finish() {
         gateway,
         http,
         openai: _openai,
+        ..
     } = h;
     let stopped = tokio::spawn(gateway.shutdown());
     let text = reader.await.unwrap();

@@ -8,7 +8,9 @@
 //!   `inventory`, so a provider crate registers itself by being linked);
 //! - the error taxonomy ([`Error`], [`ErrorKind`]): each kind names its HTTP status and
 //!   OpenAI's error `type`/`code` exactly once;
-//! - the SSE codec ([`sse`]): a bounded, linear-time decoder and an encoder.
+//! - the SSE codec ([`sse`]): a bounded, linear-time decoder and an encoder;
+//! - the [`CallRecord`] every call produces at the metering point, and the [`CallSink`]
+//!   trait its consumers implement.
 //!
 //! What must never live here: network I/O, an HTTP client or server (no `reqwest`, no
 //! `axum`), routing, keys, prices. Core is pure data and traits so that an SDK user can
@@ -19,6 +21,7 @@
 pub mod error;
 pub mod model_ref;
 pub mod provider;
+pub mod record;
 pub mod sse;
 pub mod types;
 
@@ -28,6 +31,7 @@ pub use provider::{
     CallContext, ChatStream, DeploymentSettings, Provider, ProviderFactory, Secret, find_provider,
     providers,
 };
+pub use record::{CallRecord, CallSink};
 pub use types::*;
 
 /// Re-exported so provider crates can `inventory::submit!` without naming the dependency.

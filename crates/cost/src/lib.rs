@@ -10,6 +10,8 @@
 //!   context-window limits;
 //! - the cost of one call ([`ModelPrice::cost`]) from its usage ([`CallUsage`], built from
 //!   [`llmux_core::Usage`]), by component ([`CostBreakdown`]);
+//! - the metering point ([`Meter`]): prices each finished call and hands its
+//!   [`llmux_core::CallRecord`] to the sinks through bounded per-sink queues, off the hot path;
 //! - exact integer money: [`Money`] is nano-USD, [`UnitPrice`] is pico-USD per unit; prices
 //!   are parsed from their decimal text, never stored or summed as `f64`.
 //!
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod cost;
+mod meter;
 mod money;
 mod price;
 mod table;
@@ -30,6 +33,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use cost::{CallUsage, CostBreakdown};
+pub use meter::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers};
 pub use money::{Money, NANO_USD_PER_USD, PICO_USD_PER_USD, UnitPrice};
 pub use price::{Capabilities, ModelPrice, PriceTier, RateField, Rates};
 pub use table::{EMBEDDED_PRICES_JSON, PriceTable, Resolved};

@@ -46,6 +46,20 @@ enum Command {
     },
     /// List the providers compiled into this binary.
     Providers,
+    /// Print what a call would cost, from the embedded price table.
+    Cost {
+        /// `provider/model`, e.g. `openai/gpt-4o` (a bare name is looked up as is).
+        model: String,
+        /// Input (prompt) tokens.
+        #[arg(long, default_value_t = 1000)]
+        input: u64,
+        /// Output (completion) tokens.
+        #[arg(long, default_value_t = 1000)]
+        output: u64,
+        /// Of the input tokens, how many are cache reads.
+        #[arg(long, default_value_t = 0)]
+        cached: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,6 +118,12 @@ fn main() -> ExitCode {
             serve(cfg, workers)
         }
         Command::Check { config } => check(&config),
+        Command::Cost {
+            model,
+            input,
+            output,
+            cached,
+        } => cost(&model, input, output, cached),
         Command::Providers => {
             llmux::link_providers();
             let mut all: Vec<_> = llmux_core::providers().collect();
@@ -116,23 +136,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
-    let gateway = match llmux::gateway().config(cfg).build() {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+fn cost(model: &str, input: u64, output: u64, cached: u64) -> ExitCode {
+    let table = llmux_cost::PriceTable::embedded();
+    let (provider, name) = model.split_once('/').unwrap_or(("", model));
+    let Some(price) = table.lookup(provider, name) else {
+        eprintln!("no price known for '{model}'");
+        return ExitCode::FAILURE;
     };
-    if gateway.server_config().master_key.is_none() {
-        tracing::warn!("no master key configured: the gateway accepts every caller");
-    }
-    for name in gateway.models().names() {
-        tracing::info!(model = %name, "serving");
-    }
-    for (prefix, provider) in gateway.models().wildcards() {
-        tracing::info!(model = %format!("{prefix}/*"), provider, "serving wildcard");
-    }
+    let mut usage = llmux_cost::CallUsage::tokens(input, output);
+    usage.cached_tokens = cached.min(input);
+    let c = price.cost(&usage);
+    println!(
+        "{model}: {input} input ({} cached) + {output} output tokens",
+        usage.cached_tokens
+    );
+    println!("  input        ${}", c.input);
+    println!("  cache read   ${}", c.cache_read);
+    println!("  output       ${}", c.output);
+    println!("  total        ${}", c.total);
+    ExitCode::SUCCESS
+}
+
+fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = workers.filter(|n| *n > 0) {
         rt.worker_threads(n);
@@ -144,7 +169,29 @@ fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(gateway.serve_until_signal()) {
+    rt.block_on(async move {
+        let gateway = match llmux::gateway().config(cfg).build() {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        run(gateway).await
+    })
+}
+
+async fn run(gateway: llmux_server::Gateway) -> ExitCode {
+    if gateway.server_config().master_key.is_none() {
+        tracing::warn!("no master key configured: the gateway accepts every caller");
+    }
+    for name in gateway.models().names() {
+        tracing::info!(model = %name, "serving");
+    }
+    for (prefix, provider) in gateway.models().wildcards() {
+        tracing::info!(model = %format!("{prefix}/*"), provider, "serving wildcard");
+    }
+    match gateway.serve_until_signal().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

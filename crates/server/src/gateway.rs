@@ -17,18 +17,23 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use llmux_config::{Config, ServerConfig};
-use llmux_core::DeploymentSettings;
+use llmux_core::{CallSink, DeploymentSettings};
+use llmux_cost::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers, PriceTable};
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
 use crate::handlers::{self, AppState};
-use crate::models::{AddError, ModelTable};
+use crate::models::{AddError, ModelTable, Pricing};
+
+/// How long a stopped gateway waits for its sinks to take the last records.
+const SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A built gateway, ready to serve.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     state: Arc<AppState>,
     server: ServerConfig,
+    workers: Arc<std::sync::Mutex<Option<MeterWorkers>>>,
 }
 
 /// Reads an environment variable (injected so tests need not touch the process env).
@@ -40,6 +45,8 @@ pub struct GatewayBuilder {
     extra: Vec<(String, DeploymentSettings)>,
     env: EnvFn,
     env_wildcards: Option<bool>,
+    sinks: Vec<Arc<dyn CallSink>>,
+    prices: Option<&'static PriceTable>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -59,7 +66,14 @@ impl Gateway {
             extra: Vec::new(),
             env: Box::new(|k| std::env::var(k).ok()),
             env_wildcards: None,
+            sinks: Vec::new(),
+            prices: None,
         }
+    }
+
+    /// The metering point (records emitted, drops per sink, unknown-model lookups).
+    pub fn meter(&self) -> &Meter {
+        &self.state.meter
     }
 
     /// The model table (for `llmux check` and tests).
@@ -85,6 +99,8 @@ impl Gateway {
             .route("/health/liveness", get(handlers::liveliness))
             .route("/health/readiness", get(handlers::readiness))
             .route("/health", get(handlers::health))
+            .route("/model/info", get(handlers::model_info))
+            .route("/v1/model/info", get(handlers::model_info))
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.server.max_body_bytes))
@@ -118,13 +134,23 @@ impl Gateway {
             );
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
+        let workers = self.workers.lock().ok().and_then(|mut w| w.take());
+        drop(self.state);
+        let result = tokio::select! {
             r = server => r.map_err(ServerError::Io),
             () = deadline => {
                 tracing::warn!("grace period over: closing the remaining connections");
                 Ok(())
             }
+        };
+        if let Some(w) = workers
+            && tokio::time::timeout(SINK_DRAIN_TIMEOUT, w.drain())
+                .await
+                .is_err()
+        {
+            tracing::error!("call-record sinks did not finish in time: some records may be lost");
         }
+        result
     }
 
     /// Bind the configured host and port and serve until SIGTERM or SIGINT.
@@ -213,6 +239,19 @@ pub async fn shutdown_signal() {
 }
 
 impl GatewayBuilder {
+    /// Send every call record to `sink` (spend log, metrics, a callback…).
+    pub fn sink(mut self, sink: Arc<dyn CallSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Price calls from `table` instead of the embedded price table. The table lives for
+    /// the rest of the process (it is loaded once, at start-up).
+    pub fn prices(mut self, table: PriceTable) -> Self {
+        self.prices = Some(Box::leak(Box::new(table)));
+        self
+    }
+
     /// Use this configuration (server settings and model list).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -240,8 +279,14 @@ impl GatewayBuilder {
     }
 
     /// Build every deployment now: a bad one fails here, not on the first request.
+    /// With sinks, call it inside a tokio runtime (each sink gets a task).
     pub fn build(self) -> Result<Gateway, ServerError> {
-        let mut table = ModelTable::new();
+        let (meter, workers) = Meter::start(self.sinks, DEFAULT_SINK_QUEUE);
+        let table = self.prices.unwrap_or_else(PriceTable::embedded);
+        let mut table = ModelTable::new(Pricing {
+            table,
+            meter: meter.clone(),
+        });
         let available = || {
             let mut names: Vec<_> = llmux_core::providers().map(|f| f.name).collect();
             names.sort_unstable();
@@ -295,8 +340,10 @@ impl GatewayBuilder {
             state: Arc::new(AppState {
                 models: table,
                 master_key: self.config.server.master_key.clone(),
+                meter,
             }),
             server: self.config.server,
+            workers: Arc::new(std::sync::Mutex::new(Some(workers))),
         })
     }
 }

@@ -17,8 +17,9 @@
 mod error;
 mod gateway;
 mod handlers;
+mod metering;
 mod models;
 
 pub use error::{ApiError, ServerError};
 pub use gateway::{Gateway, GatewayBuilder, RunningGateway, shutdown_signal};
-pub use models::{Deployment, ModelTable};
+pub use models::{Deployment, ModelTable, Pricing};

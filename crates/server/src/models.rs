@@ -14,6 +14,16 @@ use llmux_core::{
     CallContext, DeploymentSettings, Error, ErrorKind, ModelCard, ModelRef, Provider,
     ProviderFactory,
 };
+use llmux_cost::{Meter, ModelPrice, PriceTable};
+
+/// Where deployments find their prices.
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    /// The price table in force (the embedded one, or a file loaded once at start-up).
+    pub table: &'static PriceTable,
+    /// The metering point (counts and warns about unknown models).
+    pub meter: Meter,
+}
 
 /// Wildcard deployments built on demand are cached up to this many names; past it they
 /// are built per call, so clients cannot grow memory by inventing model names.
@@ -29,17 +39,25 @@ pub struct Deployment {
     pub provider_header: HeaderValue,
     /// `x-llmux-model` value when the upstream does not name its model.
     pub model_header: HeaderValue,
+    /// Its price, resolved once at start-up (`None`: unknown model, calls are unpriced).
+    pub price: Option<Arc<ModelPrice>>,
 }
 
 impl Deployment {
-    fn new(provider: Arc<dyn Provider>) -> Self {
+    fn new(provider: Arc<dyn Provider>, pricing: &Pricing) -> Self {
         let provider_header = HeaderValue::from_static(provider.name());
         let model_header =
             HeaderValue::from_str(provider.model()).unwrap_or(HeaderValue::from_static("unknown"));
+        let price = pricing
+            .meter
+            .price_for(pricing.table, provider.name(), provider.model())
+            .cloned()
+            .map(Arc::new);
         Self {
             provider,
             provider_header,
             model_header,
+            price,
         }
     }
 }
@@ -57,8 +75,9 @@ struct Wildcard {
 }
 
 /// Resolves model names to deployments.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ModelTable {
+    pricing: Pricing,
     groups: HashMap<String, ModelGroup>,
     order: Vec<String>,
     wildcards: HashMap<String, Wildcard>,
@@ -66,9 +85,15 @@ pub struct ModelTable {
 }
 
 impl ModelTable {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty table pricing its deployments from `pricing`.
+    pub fn new(pricing: Pricing) -> Self {
+        Self {
+            pricing,
+            groups: HashMap::new(),
+            order: Vec::new(),
+            wildcards: HashMap::new(),
+            wildcard_cache: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Serve `name` with `settings` (an exact name, or `prefix/*` for a wildcard).
@@ -86,7 +111,7 @@ impl ModelTable {
             return Ok(());
         }
         let provider = (factory.build)(settings).map_err(AddError::Build)?;
-        let d = Arc::new(Deployment::new(provider));
+        let d = Arc::new(Deployment::new(provider, &self.pricing));
         match self.groups.get_mut(name) {
             Some(g) => g.deployments.push(d),
             None => {
@@ -106,6 +131,11 @@ impl ModelTable {
     /// Whether nothing is served.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty() && self.wildcards.is_empty()
+    }
+
+    /// The deployments serving the exact name `name`.
+    pub fn deployments(&self, name: &str) -> &[Arc<Deployment>] {
+        self.groups.get(name).map_or(&[], |g| &g.deployments)
     }
 
     /// Exact names, in configuration order.
@@ -148,7 +178,7 @@ impl ModelTable {
             return Ok(d.clone());
         }
         let provider = (w.factory.build)(&w.template.for_model(model))?;
-        let d = Arc::new(Deployment::new(provider));
+        let d = Arc::new(Deployment::new(provider, &self.pricing));
         let mut cache = self
             .wildcard_cache
             .write()

@@ -1,0 +1,111 @@
+//! The server's side of the metering point: what a call looked like when it arrived, and
+//! turning its outcome into exactly one priced `CallRecord`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use llmux_core::{CallRecord, ErrorKind, Usage};
+use llmux_cost::{CallUsage, Meter, Money};
+
+use crate::models::Deployment;
+
+/// What is known when a call arrives.
+#[derive(Debug)]
+pub(crate) struct CallMeta {
+    pub(crate) started: Instant,
+    pub(crate) started_at_ms: u64,
+    pub(crate) request_id: String,
+    pub(crate) operation: &'static str,
+    pub(crate) model_group: String,
+    pub(crate) end_user: Option<String>,
+}
+
+/// How a call ended.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome<'a> {
+    pub(crate) deployment: Option<&'a Deployment>,
+    pub(crate) provider_model: Option<&'a str>,
+    pub(crate) usage: Option<&'a Usage>,
+    pub(crate) usage_estimated: bool,
+    pub(crate) embedding: bool,
+    pub(crate) status: u16,
+    pub(crate) error_kind: Option<ErrorKind>,
+    pub(crate) ttft_us: Option<u64>,
+    /// Already computed (streams price the usage chunk as it passes).
+    pub(crate) cost: Option<Option<Money>>,
+}
+
+impl CallMeta {
+    pub(crate) fn new(request_id: String, operation: &'static str) -> Self {
+        Self {
+            started: Instant::now(),
+            started_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            request_id,
+            operation,
+            model_group: String::new(),
+            end_user: None,
+        }
+    }
+
+    /// Build, price and emit the record; returns the cost for response headers.
+    pub(crate) fn finish(&self, meter: &Meter, o: Outcome<'_>) -> Option<Money> {
+        let cost = match o.cost {
+            Some(c) => c,
+            None => price(o.deployment, o.usage, o.embedding),
+        };
+        let u = o.usage;
+        let details = |f: fn(&Usage) -> u64| u.map_or(0, f);
+        let record = CallRecord {
+            request_id: self.request_id.clone(),
+            started_at_ms: self.started_at_ms,
+            operation: self.operation.to_owned(),
+            end_user: self.end_user.clone(),
+            model_group: self.model_group.clone(),
+            deployment: o.deployment.map(|d| d.provider.model().to_owned()),
+            provider: o.deployment.map(|d| d.provider.name().to_owned()),
+            provider_model: o
+                .provider_model
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .or_else(|| o.deployment.map(|d| d.provider.model().to_owned())),
+            prompt_tokens: details(|u| u.prompt_tokens),
+            completion_tokens: details(|u| u.completion_tokens),
+            cached_tokens: details(Usage::cached_tokens),
+            cache_creation_tokens: details(|u| {
+                u.extra
+                    .get("cache_creation_input_tokens")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0)
+            }),
+            reasoning_tokens: details(Usage::reasoning_tokens),
+            usage_estimated: o.usage_estimated,
+            cost_nano_usd: cost.map(Money::nano_usd),
+            latency_us: self.started.elapsed().as_micros() as u64,
+            ttft_us: o.ttft_us,
+            status: o.status,
+            error_kind: o.error_kind,
+            attempts: 1,
+            ..CallRecord::default()
+        };
+        meter.emit(record);
+        cost
+    }
+}
+
+/// The cost of `usage` on deployment `d` (`None` when either is unknown).
+pub(crate) fn price(
+    d: Option<&Deployment>,
+    usage: Option<&Usage>,
+    embedding: bool,
+) -> Option<Money> {
+    let price = d?.price.as_deref()?;
+    let mut cu = CallUsage::from(usage?);
+    cu.is_embedding = embedding;
+    Some(price.cost(&cu).total)
+}
+
+/// One token per four characters: the estimate used when an upstream reports no usage.
+pub(crate) fn estimate_tokens(chars: u64) -> u64 {
+    chars.div_ceil(4)
+}
