@@ -404,10 +404,10 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Human-readable message.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub message: String,
-    /// Error type, e.g. `invalid_request_error`.
-    #[serde(rename = "type", default)]
+    /// Error type, e.g. `invalid_request_error` (Azure sends `null`).
+    #[serde(rename = "type", default, deserialize_with = "null_as_empty")]
     pub kind: String,
     /// Offending parameter.
     #[serde(default)]
@@ -415,6 +415,10 @@ pub struct ErrorDetail {
     /// Machine-readable code, e.g. `context_length_exceeded`.
     #[serde(default, deserialize_with = "string_or_number")]
     pub code: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 // Some OpenAI-compatible servers send `code` as a number.

@@ -2,7 +2,7 @@
 //!
 //! Depend on this crate to get llmux with batteries: it re-exports the layers
 //! ([`core`], [`config`], [`server`]) and, chosen by cargo feature, the provider crates
-//! (`openai`, `mock`; `all-providers` by default). It also ships the `llmux` binary.
+//! (`openai`, `azure`, `mock`; `all-providers` by default). It also ships the `llmux` binary.
 //!
 //! Provider crates register themselves with `inventory` when they are linked. A crate that
 //! nothing references may be dropped by the linker, so [`link_providers`] references every
@@ -15,6 +15,8 @@
 
 pub use llmux_config as config;
 pub use llmux_core as core;
+#[cfg(feature = "azure")]
+pub use llmux_provider_azure as azure;
 #[cfg(feature = "mock")]
 pub use llmux_provider_mock as mock;
 #[cfg(feature = "openai")]
@@ -27,6 +29,8 @@ pub fn link_providers() {
     llmux_provider_openai::link();
     #[cfg(feature = "mock")]
     llmux_provider_mock::link();
+    #[cfg(feature = "azure")]
+    llmux_provider_azure::link();
 }
 
 /// Names of the providers compiled into this build, sorted.

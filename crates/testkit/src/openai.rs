@@ -32,6 +32,8 @@ pub struct OpenAiMock {
 struct MockState {
     recorder: Arc<Recorder>,
     api_key: Option<String>,
+    /// Azure mode: the key comes in `api-key` (or a Bearer token) and `api-version` is required.
+    azure: bool,
 }
 
 impl OpenAiMock {
@@ -45,10 +47,37 @@ impl OpenAiMock {
         Self::start_with(Some(api_key.to_owned())).await
     }
 
+    /// Start an Azure OpenAI-format mock: `/openai/deployments/{deployment}/chat/completions`
+    /// and `/embeddings` (plus the v1 layout `/openai/v1/…`), requiring `api-key: {api_key}`
+    /// or `Authorization: Bearer {api_key}` (an Entra ID token) and an `api-version` query
+    /// parameter on the deployment routes.
+    pub async fn azure(api_key: &str) -> Self {
+        let state = Arc::new(MockState {
+            recorder: Arc::new(Recorder::default()),
+            api_key: Some(api_key.to_owned()),
+            azure: true,
+        });
+        let app = Router::new()
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(chat),
+            )
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(embeddings),
+            )
+            .route("/openai/v1/chat/completions", post(chat))
+            .route("/openai/v1/embeddings", post(embeddings))
+            .fallback(not_found)
+            .with_state(state.clone());
+        Self::serve(app, state).await
+    }
+
     async fn start_with(api_key: Option<String>) -> Self {
         let state = Arc::new(MockState {
             recorder: Arc::new(Recorder::default()),
             api_key,
+            azure: false,
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -56,6 +85,10 @@ impl OpenAiMock {
             .route("/v1/models", get(models))
             .fallback(not_found)
             .with_state(state.clone());
+        Self::serve(app, state).await
+    }
+
+    async fn serve(app: Router, state: Arc<MockState>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -64,6 +97,11 @@ impl OpenAiMock {
             let _ = axum::serve(listener, app).await;
         });
         Self { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT`: an Azure resource endpoint.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// `http://127.0.0.1:PORT/v1`: what a deployment's `api_base` should be.
@@ -126,6 +164,15 @@ async fn admit(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Value, Option<Fault>), Response> {
+    let path_only = path.split('?').next().unwrap_or(path);
+    if st.azure && path_only.starts_with("/openai/deployments/") && !path.contains("api-version=") {
+        return Err(openai_error(
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+            "invalid_request_error",
+            Some("404"),
+        ));
+    }
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     st.recorder.record(RecordedRequest {
         method: method.to_owned(),
@@ -137,11 +184,13 @@ async fn admit(
         body: parsed.clone(),
     });
     if let Some(key) = &st.api_key {
-        let got = headers
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if got != Some(key.as_str()) {
+        let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
+        let ok = bearer == Some(key.as_str()) || (st.azure && api_key == Some(key.as_str()));
+        if !ok {
             return Err(openai_error(
                 StatusCode::UNAUTHORIZED,
                 "Incorrect API key provided: sk-wrong****************1234. You can find your API key at https://platform.openai.com/account/api-keys.",
@@ -194,8 +243,14 @@ fn message_text(m: &Value) -> String {
     }
 }
 
-async fn chat(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (req, fault) = match admit(&st, "POST", "/v1/chat/completions", &headers, &body).await {
+async fn chat(
+    State(st): State<Arc<MockState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let (req, fault) = match admit(&st, "POST", path, &headers, &body).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
@@ -337,8 +392,14 @@ fn split_reply(reply: &str, n: usize) -> Vec<String> {
     out
 }
 
-async fn embeddings(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (req, _) = match admit(&st, "POST", "/v1/embeddings", &headers, &body).await {
+async fn embeddings(
+    State(st): State<Arc<MockState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let (req, _) = match admit(&st, "POST", path, &headers, &body).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };

@@ -38,10 +38,42 @@ pub struct OpenAi {
     model: String,
     chat_url: String,
     embeddings_url: String,
-    models_url: String,
+    models_url: Option<String>,
     headers: HeaderMap,
     timeout: Duration,
     api_key: Option<llmux_core::Secret>,
+}
+
+/// Where an OpenAI-shaped deployment's operations live.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Chat completions URL.
+    pub chat: String,
+    /// Embeddings URL.
+    pub embeddings: String,
+    /// Model list URL, when the API has one.
+    pub models: Option<String>,
+}
+
+impl Endpoints {
+    /// OpenAI's layout under `base` (`{base}/chat/completions`, …).
+    pub fn under(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            chat: format!("{base}/chat/completions"),
+            embeddings: format!("{base}/embeddings"),
+            models: Some(format!("{base}/models")),
+        }
+    }
+}
+
+/// How the API key travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatible APIs).
+    Bearer,
+    /// The key as the value of this header (Azure's `api-key`).
+    Named(&'static str),
 }
 
 impl OpenAi {
@@ -52,20 +84,30 @@ impl OpenAi {
         default_base: &str,
         settings: &DeploymentSettings,
     ) -> Result<Self, Error> {
-        let base = settings
-            .api_base
-            .as_deref()
-            .unwrap_or(default_base)
-            .trim_end_matches('/');
+        let base = settings.api_base.as_deref().unwrap_or(default_base);
+        Self::with_endpoints(name, settings, Endpoints::under(base), KeyHeader::Bearer)
+    }
+
+    /// Build with explicit endpoints and key header (APIs that are OpenAI-shaped but laid
+    /// out differently, like Azure OpenAI).
+    pub fn with_endpoints(
+        name: &'static str,
+        settings: &DeploymentSettings,
+        endpoints: Endpoints,
+        key_header: KeyHeader,
+    ) -> Result<Self, Error> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &settings.api_key {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    Error::bad_request(format!("{name}: the api_key contains invalid characters"))
-                })?;
+            let (header, value) = match key_header {
+                KeyHeader::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
+                KeyHeader::Named(h) => (HeaderName::from_static(h), key.expose().to_owned()),
+            };
+            let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                Error::bad_request(format!("{name}: the api_key contains invalid characters"))
+            })?;
             v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
+            headers.insert(header, v);
         }
         if let Some(org) = &settings.organization {
             headers.insert(
@@ -81,9 +123,9 @@ impl OpenAi {
         Ok(Self {
             name,
             model: settings.model.clone(),
-            chat_url: format!("{base}/chat/completions"),
-            embeddings_url: format!("{base}/embeddings"),
-            models_url: format!("{base}/models"),
+            chat_url: endpoints.chat,
+            embeddings_url: endpoints.embeddings,
+            models_url: endpoints.models,
             headers,
             timeout: settings.timeout.unwrap_or(DEFAULT_TIMEOUT),
             api_key: settings.api_key.clone(),
@@ -215,9 +257,10 @@ impl Provider for OpenAi {
     }
 
     async fn list_models(&self, cx: &CallContext) -> Result<ModelList, Error> {
-        let mut req = llmux_http::client()
-            .get(&self.models_url)
-            .headers(self.headers.clone());
+        let Some(url) = &self.models_url else {
+            return Err(Error::unsupported(self.name, "listing models"));
+        };
+        let mut req = llmux_http::client().get(url).headers(self.headers.clone());
         if !cx.request_id.is_empty() {
             req = req.header("x-request-id", &cx.request_id);
         }
