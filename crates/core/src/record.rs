@@ -63,6 +63,12 @@ pub struct CallRecord {
     pub attempts: u32,
     /// The fallback model group that answered, if any.
     pub fallback: Option<String>,
+    /// W3C trace id (32 hex) continued from the client's `traceparent`, or new.
+    pub trace_id: Option<String>,
+    /// The client's span id (16 hex) from `traceparent`, the parent of this call's span.
+    pub parent_span_id: Option<String>,
+    /// Why the call stopped (`stop`, `length`, `tool_calls`, …), when known.
+    pub finish_reason: Option<String>,
 }
 
 /// Somewhere call records go (spend log, metrics, OpenTelemetry, Langfuse, a callback).
