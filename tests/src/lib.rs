@@ -101,8 +101,19 @@ impl Harness {
         let config = Config::from_str(&config_yaml(&openai.base_url()), "yaml", "e2e.yaml", &env)
             .expect("valid config");
         let records = Arc::new(Records::default());
+        // No retries, cooldowns or resumption: each fault maps straight to the client, so
+        // these tests see the provider's error mapping. Routing has its own tests.
+        let settings = llmux_router::RouterSettings {
+            num_retries: 0,
+            allowed_fails: None,
+            cooldown_time: Duration::ZERO,
+            retry_after_cap: Duration::ZERO,
+            stream_resume: false,
+            ..llmux_router::RouterSettings::default()
+        };
         let gateway = llmux::gateway()
             .config(config)
+            .router_settings(settings)
             .sink(records.clone())
             .build()
             .expect("gateway builds")

@@ -1,12 +1,16 @@
 //! `llmux-config`: what an llmux deployment is told to do, loaded and checked.
 //!
-//! Owns: the native configuration (YAML or TOML: the server settings and the model list),
-//! loading it with figment (file, then `LLMUX_…` environment overrides), resolving secrets
-//! given by reference (`os.environ/NAME`, `env:NAME`) at load time, and validation whose
-//! messages name the file, the key path and what is wrong.
+//! Owns: the native configuration (YAML or TOML: `server`, `settings`, `router` and the model
+//! list), loading it with figment (file, then `LLMUX_…` environment overrides), resolving
+//! values given by reference (`os.environ/NAME`, `env:NAME`) at load time, the LiteLLM
+//! Proxy `config.yaml` adapter (a LiteLLM file loads as is and becomes the same [`Config`]),
+//! [`to_native_yaml`] for `llmux config convert`, and validation whose messages name the file,
+//! the key path and what is wrong — every problem, not just the first.
 //!
 //! Must not: build providers, open sockets, or print a secret. Which providers exist is the
 //! server's business; this crate only checks the shape of what was written.
+//!
+//! The format is documented in `docs/config.md`.
 
 #![forbid(unsafe_code)]
 
@@ -15,9 +19,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml, Yaml};
-use llmux_core::{DeploymentSettings, JsonObject, ModelRef, Secret};
-use serde::Deserialize;
+use figment::providers::{Env, Format, Serialized, Toml, Yaml};
+use llmux_core::Secret;
+
+mod convert;
+mod litellm;
+mod model;
+mod native;
+mod router;
+
+pub use convert::to_native_yaml;
+pub use model::{Decimal, DeploymentPrices, DeploymentRouting, ModelEntry, is_sensitive};
+pub use router::{
+    DEFAULT_ALLOWED_FAILS, DEFAULT_COOLDOWN_TIME, DEFAULT_NUM_RETRIES, GatewaySettings,
+    ModelGroupAlias, RetryPolicy, RouterSettings, RoutingStrategy,
+};
 
 /// Default listen port (LiteLLM's, so clients need no change).
 pub const DEFAULT_PORT: u16 = 4000;
@@ -33,8 +49,50 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Server settings.
     pub server: ServerConfig,
-    /// The model list, in file order.
+    /// The model list, in file order. Entries sharing a `name` form a model group.
     pub models: Vec<ModelEntry>,
+    /// Routing policy: strategy, retries, cooldowns, timeouts, fallbacks, aliases.
+    pub router: RouterSettings,
+    /// Gateway-wide knobs.
+    pub settings: GatewaySettings,
+    /// Which format the file was written in.
+    pub format: ConfigFormat,
+    /// Things in the file llmux does not support and ignored, one line each, naming the
+    /// file and the key path (LiteLLM keys without an llmux equivalent). Never secrets.
+    pub warnings: Vec<String>,
+    /// Where a value outside `models` was read from the environment: key path
+    /// (`server.master_key`, `settings.database_url`) → reference as written
+    /// (`os.environ/LITELLM_MASTER_KEY`). Model entries keep their own
+    /// ([`ModelEntry::env_refs`]).
+    pub env_refs: BTreeMap<String, String>,
+    /// Names of the variables a LiteLLM file set for its own references
+    /// (`environment_variables`). Only the names are kept.
+    pub file_env_vars: Vec<String>,
+}
+
+impl Config {
+    /// The model groups: each name and its entries, in file order of first appearance.
+    pub fn model_groups(&self) -> Vec<(&str, Vec<&ModelEntry>)> {
+        let mut groups: Vec<(&str, Vec<&ModelEntry>)> = Vec::new();
+        for m in &self.models {
+            match groups.iter_mut().find(|(n, _)| *n == m.name) {
+                Some((_, entries)) => entries.push(m),
+                None => groups.push((&m.name, vec![m])),
+            }
+        }
+        groups
+    }
+}
+
+/// The format a configuration file was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfigFormat {
+    /// llmux's own (`server`, `settings`, `router`, `models`).
+    #[default]
+    Native,
+    /// A LiteLLM Proxy `config.yaml` (`model_list`, `litellm_settings`, `router_settings`,
+    /// `general_settings`), converted on load.
+    LiteLlm,
 }
 
 /// `server:`.
@@ -65,15 +123,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// One entry of `models:`: a public name served by one deployment.
-#[derive(Debug, Clone)]
-pub struct ModelEntry {
-    /// What clients put in `model`. `provider/*` makes a wildcard route.
-    pub name: String,
-    /// Resolved deployment settings (provider, provider model, credentials, …).
-    pub deployment: DeploymentSettings,
-}
-
 /// What went wrong while loading; every variant names the file and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -102,50 +151,23 @@ pub enum ConfigError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    server: RawServer,
-    #[serde(default)]
-    models: Vec<RawModel>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    host: Option<String>,
-    port: Option<u16>,
-    master_key: Option<String>,
-    max_body_bytes: Option<usize>,
-    shutdown_grace_secs: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawModel {
-    name: String,
-    model: String,
-    api_base: Option<String>,
-    api_key: Option<String>,
-    organization: Option<String>,
-    api_version: Option<String>,
-    timeout: Option<f64>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    params: JsonObject,
-}
+/// The top-level keys that make a file a LiteLLM config.
+const LITELLM_KEYS: [&str; 4] = [
+    "model_list",
+    "litellm_settings",
+    "router_settings",
+    "general_settings",
+];
 
 impl Config {
-    /// Load `path` (`.yaml`/`.yml` or `.toml`), apply `LLMUX_…` environment overrides
-    /// (`LLMUX_SERVER__PORT=8080`), resolve secret references from the process environment,
-    /// and validate.
+    /// Load `path` (`.yaml`/`.yml` or `.toml`, native or LiteLLM), apply `LLMUX_…`
+    /// environment overrides (`LLMUX_SERVER__PORT=8080`), resolve references from the
+    /// process environment, and validate.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         Self::load_with_env(path, &|k| std::env::var(k).ok())
     }
 
-    /// [`Config::load`] with an injected environment lookup for secret references.
+    /// [`Config::load`] with an injected environment lookup for references.
     pub fn load_with_env(
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
@@ -167,14 +189,15 @@ impl Config {
                 }]));
             }
         };
-        let figment = figment.merge(Env::prefixed("LLMUX_").split("__").ignore(&["CONFIG"]));
-        Self::from_figment(figment, &file, env).map(|mut c| {
+        Self::from_figment(figment, &file, env, true, path.parent()).map(|mut c| {
             c.source = Some(path.to_owned());
             c
         })
     }
 
     /// Parse configuration text in `format` (`yaml` or `toml`); `name` labels errors.
+    /// No `LLMUX_…` overrides are applied; relative paths are relative to the working
+    /// directory.
     pub fn from_str(
         text: &str,
         format: &str,
@@ -185,15 +208,17 @@ impl Config {
             "toml" => Figment::from(Toml::string(text)),
             _ => Figment::from(Yaml::string(text)),
         };
-        Self::from_figment(figment, name, env)
+        Self::from_figment(figment, name, env, false, None)
     }
 
     fn from_figment(
         figment: Figment,
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
+        env_overrides: bool,
+        base_dir: Option<&Path>,
     ) -> Result<Self, ConfigErrors> {
-        let raw: RawConfig = figment.extract().map_err(|e| {
+        let load_errors = |e: figment::Error| {
             ConfigErrors(
                 e.into_iter()
                     .map(|e| ConfigError::Load {
@@ -202,120 +227,99 @@ impl Config {
                     })
                     .collect(),
             )
-        })?;
-        let mut errors = Vec::new();
-        let mut invalid = |key: String, message: String| {
-            errors.push(ConfigError::Invalid {
-                file: file.to_owned(),
-                key,
-                message,
-            });
         };
-        let mut server = ServerConfig::default();
-        if let Some(h) = raw.server.host {
-            server.host = h;
-        }
-        if let Some(p) = raw.server.port {
-            server.port = p;
-        }
-        if let Some(b) = raw.server.max_body_bytes {
-            if b == 0 {
-                invalid("server.max_body_bytes".into(), "must be positive".into());
-            }
-            server.max_body_bytes = b;
-        }
-        if let Some(g) = raw.server.shutdown_grace_secs {
-            match Duration::try_from_secs_f64(g) {
-                Ok(d) => server.shutdown_grace = d,
-                Err(_) => invalid(
-                    "server.shutdown_grace_secs".into(),
-                    "must be a non-negative number of seconds".into(),
-                ),
-            }
-        }
-        if let Some(k) = raw.server.master_key {
-            match resolve_secret(&k, env) {
-                Ok(s) => server.master_key = Some(s),
-                Err(m) => invalid("server.master_key".into(), m),
-            }
-        }
-        let mut models = Vec::with_capacity(raw.models.len());
-        for (i, m) in raw.models.into_iter().enumerate() {
-            let at = |field: &str| format!("models[{i}].{field}");
-            if m.name.trim().is_empty() {
-                invalid(at("name"), "must not be empty".into());
-            }
-            let Some(r) = ModelRef::parse(&m.model) else {
-                invalid(
-                    at("model"),
-                    format!(
-                        "'{}' is not of the form provider/model (e.g. openai/gpt-4o)",
-                        m.model
-                    ),
-                );
-                continue;
-            };
-            if r.is_wildcard() && !m.name.ends_with("/*") {
-                invalid(
-                    at("name"),
-                    format!(
-                        "a wildcard model '{}' needs a wildcard name like '{}/*'",
-                        m.model, r.provider
-                    ),
-                );
-            }
-            let mut d = DeploymentSettings::new(r.provider, r.model);
-            d.api_base = m.api_base;
-            d.organization = m.organization;
-            d.api_version = m.api_version;
-            d.headers = m.headers;
-            d.params = m.params;
-            if let Some(t) = m.timeout {
-                match Duration::try_from_secs_f64(t) {
-                    Ok(t) if !t.is_zero() => d.timeout = Some(t),
-                    _ => invalid(at("timeout"), "must be a positive number of seconds".into()),
-                }
-            }
-            if let Some(k) = m.api_key {
-                match resolve_secret(&k, env) {
-                    Ok(s) => d.api_key = Some(s),
-                    Err(msg) => invalid(at("api_key"), msg),
-                }
-            }
-            models.push(ModelEntry {
-                name: m.name,
-                deployment: d,
-            });
-        }
-        if errors.is_empty() {
-            Ok(Self {
-                source: None,
-                server,
-                models,
+        let tree: serde_json::Value = figment.extract().map_err(load_errors)?;
+        let is_litellm = tree
+            .as_object()
+            .is_some_and(|o| LITELLM_KEYS.iter().any(|k| o.contains_key(*k)));
+        let overrides = || {
+            Env::prefixed("LLMUX_").split("__").filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                ["server.", "settings.", "router.", "models"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
             })
-        } else {
-            Err(ConfigErrors(errors))
+        };
+        if !is_litellm {
+            let figment = if env_overrides {
+                figment.merge(overrides())
+            } else {
+                figment
+            };
+            let raw: native::RawConfig = figment.extract().map_err(load_errors)?;
+            let keys = native::KeyMap::default();
+            let cx = native::Context {
+                file,
+                env,
+                keys: &keys,
+                base_dir,
+            };
+            return native::build(raw, &cx).map_err(ConfigErrors);
+        }
+
+        let converted = litellm::convert(&tree, file, env);
+        let layered = |k: &str| converted.env.get(k).cloned().or_else(|| env(k));
+        let mut figment = Figment::from(Serialized::defaults(&converted.raw));
+        if env_overrides {
+            figment = figment.merge(overrides());
+        }
+        let raw: native::RawConfig = figment.extract().map_err(load_errors)?;
+        let cx = native::Context {
+            file,
+            env: &layered,
+            keys: &converted.keys,
+            base_dir,
+        };
+        let mut errors = converted.errors;
+        match native::build(raw, &cx) {
+            Ok(mut c) if errors.is_empty() => {
+                c.format = ConfigFormat::LiteLlm;
+                c.warnings = converted.warnings;
+                c.file_env_vars = converted.env.into_keys().collect();
+                Ok(c)
+            }
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(more) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
         }
     }
 }
 
-/// figment's messages name the key path; drop the file part we print ourselves.
+/// figment's messages name the key path; drop the file part we print ourselves. A string
+/// found where something else was expected is not echoed: it may be a key in the wrong place.
 fn load_message(e: &figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let kind = match &e.kind {
+        Kind::InvalidType(Actual::Str(_), expected) => {
+            format!("invalid type: found a string, expected {expected}")
+        }
+        Kind::InvalidValue(Actual::Str(_), expected) => {
+            format!("invalid value: a string, expected {expected}")
+        }
+        k => k.to_string(),
+    };
     let path = e.path.join(".");
     if path.is_empty() {
-        e.kind.to_string()
+        kind
     } else {
-        format!("{path}: {}", e.kind)
+        format!("{path}: {kind}")
     }
+}
+
+/// The variable a reference names: `os.environ/NAME` and `env:NAME` → `NAME`.
+pub(crate) fn env_ref(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("os.environ/")
+        .or_else(|| value.strip_prefix("env:"))
 }
 
 /// `os.environ/NAME` and `env:NAME` read the environment; anything else is the value.
 /// The error never contains the value.
 pub fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
-    let var = value
-        .strip_prefix("os.environ/")
-        .or_else(|| value.strip_prefix("env:"));
-    match var {
+    match env_ref(value) {
+        Some("") => Err(format!("'{value}' names no environment variable")),
         Some(name) => env(name)
             .filter(|v| !v.is_empty())
             .map(Secret::new)
@@ -325,148 +329,4 @@ pub fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(k: &str) -> Option<String> {
-        match k {
-            "OPENAI_KEY" => Some("sk-from-env".into()),
-            "MASTER" => Some("sk-master".into()),
-            _ => None,
-        }
-    }
-
-    fn check_ok(yaml: &str) -> Config {
-        Config::from_str(yaml, "yaml", "test.yaml", &env).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn check_err(text: &str, format: &str) -> String {
-        Config::from_str(text, format, "test.yaml", &env)
-            .unwrap_err()
-            .to_string()
-    }
-
-    #[test]
-    fn loads_models_and_resolves_secrets() {
-        let c = check_ok(
-            r#"
-server:
-  port: 8080
-  master_key: env:MASTER
-models:
-  - name: gpt-4o
-    model: openai/gpt-4o
-    api_key: os.environ/OPENAI_KEY
-    api_base: http://127.0.0.1:9/v1
-    timeout: 2.5
-    headers: {x-team: a}
-  - name: llama
-    model: openrouter/meta-llama/llama-3-70b-instruct
-  - name: mock/*
-    model: mock/*
-    params: {chunks: 3}
-"#,
-        );
-        assert_eq!(c.server.port, 8080);
-        assert_eq!(c.server.master_key.as_ref().unwrap().expose(), "sk-master");
-        let d = &c.models[0].deployment;
-        assert_eq!(
-            (d.provider.as_str(), d.model.as_str()),
-            ("openai", "gpt-4o")
-        );
-        assert_eq!(d.api_key.as_ref().unwrap().expose(), "sk-from-env");
-        assert_eq!(d.timeout, Some(Duration::from_millis(2500)));
-        assert_eq!(d.headers["x-team"], "a");
-        assert_eq!(
-            c.models[1].deployment.model,
-            "meta-llama/llama-3-70b-instruct"
-        );
-        assert_eq!(c.models[2].deployment.params["chunks"], 3);
-        assert!(!format!("{c:?}").contains("sk-from-env"));
-    }
-
-    #[test]
-    fn toml_works_too() {
-        let c = Config::from_str(
-            "[server]\nport = 4001\n[[models]]\nname = \"a\"\nmodel = \"mock/echo\"\n",
-            "toml",
-            "t.toml",
-            &env,
-        )
-        .unwrap();
-        assert_eq!(c.server.port, 4001);
-        assert_eq!(c.models[0].deployment.provider, "mock");
-    }
-
-    #[test]
-    fn every_error_names_file_key_and_problem() {
-        let msg = check_err(
-            r#"
-models:
-  - name: a
-    model: gpt-4o
-  - name: b
-    model: openai/gpt-4o
-    api_key: os.environ/MISSING_VAR
-    timeout: -1
-  - name: c
-    model: mock/*
-"#,
-            "yaml",
-        );
-        for want in [
-            "test.yaml: models[0].model: 'gpt-4o' is not of the form provider/model",
-            "test.yaml: models[1].api_key: environment variable MISSING_VAR is not set",
-            "test.yaml: models[1].timeout: must be a positive number of seconds",
-            "test.yaml: models[2].name: a wildcard model 'mock/*' needs a wildcard name",
-        ] {
-            assert!(msg.contains(want), "missing {want:?} in:\n{msg}");
-        }
-    }
-
-    #[test]
-    fn type_errors_and_unknown_keys_name_the_key() {
-        let msg = check_err("server:\n  port: lots\n", "yaml");
-        assert!(msg.contains("test.yaml: server.port"), "{msg}");
-        let msg = check_err(
-            "models:\n  - name: a\n    model: mock/x\n    colour: red\n",
-            "yaml",
-        );
-        assert!(msg.contains("colour"), "{msg}");
-    }
-
-    #[test]
-    fn missing_file_and_unknown_extension_are_errors() {
-        let e = Config::load(Path::new("/nonexistent/llmux.yaml")).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("/nonexistent/llmux.yaml: no such file")
-        );
-        let dir = std::env::temp_dir().join(format!("llmux-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("c.ini");
-        std::fs::write(&p, "x").unwrap();
-        assert!(
-            Config::load(&p)
-                .unwrap_err()
-                .to_string()
-                .contains("unknown format")
-        );
-        let p = dir.join("c.yaml");
-        std::fs::write(&p, "models:\n  - name: m\n    model: mock/echo\n").unwrap();
-        let c = Config::load(&p).unwrap();
-        assert_eq!(c.source.as_deref(), Some(p.as_path()));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn secrets_resolve_without_leaking() {
-        assert_eq!(resolve_secret("plain", &env).unwrap().expose(), "plain");
-        assert_eq!(
-            resolve_secret("env:MASTER", &env).unwrap().expose(),
-            "sk-master"
-        );
-        let e = resolve_secret("os.environ/NOPE", &env).unwrap_err();
-        assert_eq!(e, "environment variable NOPE is not set");
-    }
-}
+mod tests;

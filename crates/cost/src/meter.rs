@@ -125,6 +125,16 @@ impl Meter {
         }
     }
 
+    /// Whether any sink listens (when none does, callers may skip building records).
+    pub fn has_sinks(&self) -> bool {
+        !self.inner.sinks.is_empty()
+    }
+
+    /// Count a record that was not built because no sink listens.
+    pub fn count_unbuilt(&self) {
+        self.inner.emitted.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records emitted so far.
     pub fn emitted(&self) -> u64 {
         self.inner.emitted.load(Ordering::Relaxed)

@@ -2,7 +2,8 @@
 //!
 //! Depend on this crate to get llmux with batteries: it re-exports the layers
 //! ([`core`], [`config`], [`server`]) and, chosen by cargo feature, the provider crates
-//! (`openai`, `azure`, `mock`; `all-providers` by default). It also ships the `llmux` binary.
+//! (`openai`, `azure`, `anthropic`, `gemini` (Gemini API and Vertex AI), `mock`;
+//! `all-providers` by default). It also ships the `llmux` binary.
 //!
 //! Provider crates register themselves with `inventory` when they are linked. A crate that
 //! nothing references may be dropped by the linker, so [`link_providers`] references every
@@ -15,8 +16,12 @@
 
 pub use llmux_config as config;
 pub use llmux_core as core;
+#[cfg(feature = "anthropic")]
+pub use llmux_provider_anthropic as anthropic;
 #[cfg(feature = "azure")]
 pub use llmux_provider_azure as azure;
+#[cfg(feature = "gemini")]
+pub use llmux_provider_gemini as gemini;
 #[cfg(feature = "mock")]
 pub use llmux_provider_mock as mock;
 #[cfg(feature = "openai")]
@@ -31,6 +36,10 @@ pub fn link_providers() {
     llmux_provider_mock::link();
     #[cfg(feature = "azure")]
     llmux_provider_azure::link();
+    #[cfg(feature = "anthropic")]
+    llmux_provider_anthropic::link();
+    #[cfg(feature = "gemini")]
+    llmux_provider_gemini::link();
 }
 
 /// Names of the providers compiled into this build, sorted.
@@ -60,6 +69,10 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(names.contains(&"mock"), cfg!(feature = "mock"), "{names:?}");
+        assert_eq!(names.contains(&"anthropic"), cfg!(feature = "anthropic"));
+        assert_eq!(names.contains(&"azure"), cfg!(feature = "azure"));
+        assert_eq!(names.contains(&"gemini"), cfg!(feature = "gemini"));
+        assert_eq!(names.contains(&"vertex_ai"), cfg!(feature = "gemini"));
         assert_eq!(
             llmux_core::find_provider("openai").is_some(),
             cfg!(feature = "openai")

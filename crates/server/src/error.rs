@@ -25,6 +25,12 @@ pub enum ServerError {
         /// The provider's error.
         source: Error,
     },
+    /// The routing configuration is inconsistent (unknown fallback group, loop, …).
+    #[error("router: {0}")]
+    Router(#[from] llmux_router::ConfigError),
+    /// The price table file or a configured price is unusable.
+    #[error("prices: {0}")]
+    Prices(String),
     /// The listening socket could not be opened or served.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),

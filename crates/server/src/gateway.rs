@@ -16,14 +16,17 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use llmux_config::{Config, ServerConfig};
+use llmux_config::{Config, ModelEntry, ServerConfig};
+use std::collections::HashMap;
+
 use llmux_core::{CallSink, DeploymentSettings};
-use llmux_cost::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers, PriceTable};
+use llmux_cost::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers, ModelPrice, PriceTable, UnitPrice};
+use llmux_router::{Deployment, Router as ModelRouter, RouterConfig, RouterSettings, Wildcard};
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
 use crate::handlers::{self, AppState};
-use crate::models::{AddError, ModelTable, Pricing};
+use crate::models::{ModelTable, Pricing, WildcardTemplate};
 
 /// How long a stopped gateway waits for its sinks to take the last records.
 const SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -47,6 +50,7 @@ pub struct GatewayBuilder {
     env_wildcards: Option<bool>,
     sinks: Vec<Arc<dyn CallSink>>,
     prices: Option<&'static PriceTable>,
+    router_settings: Option<RouterSettings>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -68,6 +72,7 @@ impl Gateway {
             env_wildcards: None,
             sinks: Vec::new(),
             prices: None,
+            router_settings: None,
         }
     }
 
@@ -278,72 +283,224 @@ impl GatewayBuilder {
         self
     }
 
+    /// Router settings (strategy, retries, cooldowns, fallbacks, timeouts).
+    pub fn router_settings(mut self, settings: RouterSettings) -> Self {
+        self.router_settings = Some(settings);
+        self
+    }
+
     /// Build every deployment now: a bad one fails here, not on the first request.
     /// With sinks, call it inside a tokio runtime (each sink gets a task).
     pub fn build(self) -> Result<Gateway, ServerError> {
         let (meter, workers) = Meter::start(self.sinks, DEFAULT_SINK_QUEUE);
-        let table = self.prices.unwrap_or_else(PriceTable::embedded);
-        let mut table = ModelTable::new(Pricing {
-            table,
-            meter: meter.clone(),
-        });
+        let table = match (self.prices, &self.config.settings.price_table) {
+            (Some(t), _) => t,
+            (None, Some(path)) => {
+                let t =
+                    PriceTable::from_path(path).map_err(|e| ServerError::Prices(e.to_string()))?;
+                &*Box::leak(Box::new(t))
+            }
+            (None, None) => PriceTable::embedded(),
+        };
         let available = || {
             let mut names: Vec<_> = llmux_core::providers().map(|f| f.name).collect();
             names.sort_unstable();
             names.join(", ")
         };
-        let entries = self
+        let extra: Vec<ModelEntry> = self
+            .extra
+            .iter()
+            .map(|(n, s)| ModelEntry::new(n.clone(), s.clone()))
+            .collect();
+        let entries: Vec<(String, &ModelEntry)> = self
             .config
             .models
             .iter()
             .enumerate()
-            .map(|(i, m)| (format!("models[{i}]"), m.name.as_str(), &m.deployment))
-            .chain(
-                self.extra
-                    .iter()
-                    .map(|(n, s)| (format!("model '{n}'"), n.as_str(), s)),
-            );
-        let mut any = false;
-        for (key, name, settings) in entries {
-            any = true;
-            table.add(name, settings).map_err(|e| match e {
-                AddError::UnknownProvider => ServerError::UnknownProvider {
-                    key: format!("{key}.model"),
-                    provider: settings.provider.clone(),
-                    available: available(),
-                },
-                AddError::Build(source) => ServerError::Deployment { key, source },
-            })?;
+            .map(|(i, m)| (format!("models[{i}]"), m))
+            .chain(extra.iter().map(|m| (format!("model '{}'", m.name), m)))
+            .collect();
+        let settings = self
+            .router_settings
+            .unwrap_or_else(|| router_settings(&self.config.router));
+        let mut router = RouterConfig::new(settings);
+        for (alias, target) in &self.config.router.model_group_alias {
+            router = router.alias(alias.clone(), target.group.clone());
         }
+        let mut overrides = HashMap::new();
+        let mut api_bases = HashMap::new();
+        let mut groups: Vec<(String, Vec<Deployment>)> = Vec::new();
+        let mut wildcards: Vec<WildcardTemplate> = Vec::new();
+        let unknown = |key: &str, provider: &str| ServerError::UnknownProvider {
+            key: format!("{key}.model"),
+            provider: provider.to_owned(),
+            available: available(),
+        };
+        for (key, entry) in &entries {
+            let (name, settings) = (entry.name.as_str(), &entry.deployment);
+            let factory = llmux_core::find_provider(&settings.provider)
+                .ok_or_else(|| unknown(key, &settings.provider))?;
+            if let Some(prefix) = name.strip_suffix("/*") {
+                wildcards.push(WildcardTemplate {
+                    prefix: prefix.to_owned(),
+                    factory,
+                    template: (*settings).clone(),
+                });
+                continue;
+            }
+            let provider = (factory.build)(settings).map_err(|source| ServerError::Deployment {
+                key: key.clone(),
+                source,
+            })?;
+            let group = match groups.iter_mut().find(|(g, _)| g == name) {
+                Some(g) => g,
+                None => {
+                    groups.push(((*name).to_owned(), Vec::new()));
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            let id = entry
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("{name}#{}", group.1.len()));
+            let price = deployment_price(table, entry, key)?;
+            let mut d = Deployment::new(id, provider);
+            let r = &entry.routing;
+            d.weight = r.weight;
+            d.rpm = r.rpm;
+            d.tpm = r.tpm;
+            d.order = r.order.unwrap_or(1);
+            d.tags.clone_from(&r.tags);
+            d.timeout = settings.timeout;
+            d.stream_timeout = r.stream_timeout;
+            d.max_input_tokens = entry
+                .max_input_tokens
+                .or_else(|| price.as_ref().and_then(|p| p.context_window()));
+            if let Some(p) = &price {
+                d.input_cost_per_token_pico = p.rates.input_per_token.map(|u| u.pico_usd());
+                d.output_cost_per_token_pico = p.rates.output_per_token.map(|u| u.pico_usd());
+            }
+            if let (Some(p), true) = (price, entry.prices.is_some() || entry.base_model.is_some()) {
+                overrides.insert(d.id.clone(), Arc::new(p));
+            }
+            if let Some(base) = &settings.api_base {
+                api_bases.insert(d.id.clone(), base.clone());
+            }
+            group.1.push(d);
+        }
+        let any = !entries.is_empty();
+        let litellm_headers = self.config.settings.litellm_compat_headers;
         if self.env_wildcards.unwrap_or(!any) {
             let env = &*self.env;
             for f in llmux_core::providers() {
-                let already = table.wildcards().any(|(p, _)| p == f.name);
-                if let (false, Some(template)) = (already, (f.from_env)(env)) {
-                    table
-                        .add(&format!("{}/*", f.name), &template)
-                        .map_err(|e| match e {
-                            AddError::Build(source) => ServerError::Deployment {
-                                key: format!("environment ({} credentials)", f.name),
-                                source,
-                            },
-                            AddError::UnknownProvider => ServerError::UnknownProvider {
-                                key: "environment".into(),
-                                provider: f.name.into(),
-                                available: available(),
-                            },
-                        })?;
+                if wildcards.iter().any(|w| w.prefix == f.name) {
+                    continue;
+                }
+                if let Some(template) = (f.from_env)(env) {
+                    wildcards.push(WildcardTemplate {
+                        prefix: f.name.to_owned(),
+                        factory: f,
+                        template,
+                    });
                 }
             }
         }
+        for (name, deployments) in groups {
+            router = router.group(name, deployments);
+        }
+        for w in &wildcards {
+            let (factory, template, prefix) = (w.factory, w.template.clone(), w.prefix.clone());
+            router = router.wildcard(Wildcard::new(format!("{prefix}/*"), move |model: &str| {
+                let own = model
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|m| m.strip_prefix('/'))
+                    .unwrap_or(model);
+                (factory.build)(&template.for_model(own))
+            }));
+        }
+        let router = ModelRouter::new(router).map_err(ServerError::Router)?;
+        let models = ModelTable::new(
+            router,
+            Pricing {
+                table,
+                meter: meter.clone(),
+            },
+            overrides,
+            wildcards,
+            api_bases,
+        );
         Ok(Gateway {
             state: Arc::new(AppState {
-                models: table,
+                models,
                 master_key: self.config.server.master_key.clone(),
                 meter,
+                litellm_headers,
             }),
             server: self.config.server,
             workers: Arc::new(std::sync::Mutex::new(Some(workers))),
         })
     }
+}
+
+/// The router settings a config asks for.
+fn router_settings(c: &llmux_config::RouterSettings) -> RouterSettings {
+    use llmux_config::RoutingStrategy as C;
+    use llmux_router::Strategy as R;
+    RouterSettings {
+        strategy: match c.strategy {
+            C::SimpleShuffle => R::SimpleShuffle,
+            C::LeastBusy => R::LeastBusy,
+            C::LatencyBased => R::LatencyBased,
+            C::UsageBased => R::UsageBased,
+            C::CostBased => R::CostBased,
+        },
+        num_retries: c.num_retries,
+        retry_policy: c.retry_policy.iter().collect(),
+        allowed_fails: Some(c.allowed_fails),
+        cooldown_time: c.cooldown_time,
+        timeout: c.timeout,
+        stream_first_chunk_timeout: c.stream_timeout,
+        stream_stall_timeout: c.stall_timeout,
+        fallbacks: c.fallbacks.clone(),
+        context_window_fallbacks: c.context_window_fallbacks.clone(),
+        content_policy_fallbacks: c.content_policy_fallbacks.clone(),
+        default_fallbacks: c.default_fallbacks.clone(),
+        stream_resume: c.stream_resume,
+        ..RouterSettings::default()
+    }
+}
+
+/// A deployment's price: the table's entry for its model (or for its `base_model`), with
+/// the config's per-token prices laid over it.
+fn deployment_price(
+    table: &PriceTable,
+    entry: &ModelEntry,
+    key: &str,
+) -> Result<Option<ModelPrice>, ServerError> {
+    let d = &entry.deployment;
+    let base = table
+        .lookup_with_base_model(&d.provider, &d.model, entry.base_model.as_deref())
+        .cloned();
+    let Some(p) = &entry.prices else {
+        return Ok(base);
+    };
+    let parse = |field: &str, v: &Option<llmux_config::Decimal>| {
+        v.as_ref()
+            .map(|d| UnitPrice::from_usd_str(d.as_str()))
+            .transpose()
+            .map_err(|e| ServerError::Prices(format!("{key}.{field}: {e}")))
+    };
+    let input = parse("input_cost_per_token", &p.input_cost_per_token)?;
+    let output = parse("output_cost_per_token", &p.output_cost_per_token)?;
+    let mut price = base.unwrap_or_default();
+    let top = ModelPrice::per_token(
+        input
+            .or(price.rates.input_per_token)
+            .unwrap_or(UnitPrice::ZERO),
+        output
+            .or(price.rates.output_per_token)
+            .unwrap_or(UnitPrice::ZERO),
+    );
+    price.apply_override(&top);
+    Ok(Some(price))
 }

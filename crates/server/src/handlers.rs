@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::metering::{CallMeta, Outcome, estimate_tokens, price};
-use crate::models::{Deployment, ModelTable};
+use crate::models::ModelTable;
 use llmux_cost::{Meter, Money};
+use llmux_router::{Trace, TraceHandle};
 
 /// What every handler shares, built once.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub(crate) struct AppState {
     pub(crate) models: ModelTable,
     pub(crate) master_key: Option<Secret>,
     pub(crate) meter: Meter,
+    /// Also send the `x-litellm-*` headers LiteLLM clients and dashboards read.
+    pub(crate) litellm_headers: bool,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -94,16 +97,6 @@ fn with_id(mut resp: Response, id: HeaderValue) -> Response {
     resp
 }
 
-fn with_deployment(resp: &mut Response, d: &Deployment, model: Option<&str>) {
-    let h = resp.headers_mut();
-    h.insert("x-llmux-provider", d.provider_header.clone());
-    let model = model
-        .filter(|m| !m.is_empty())
-        .and_then(|m| HeaderValue::from_str(m).ok())
-        .unwrap_or_else(|| d.model_header.clone());
-    h.insert("x-llmux-model", model);
-}
-
 fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, Error> {
     let body = serde_json::to_vec(value)
         .map_err(|e| Error::internal(format!("could not encode the response: {e}")))?;
@@ -124,6 +117,57 @@ fn context(id: &HeaderValue) -> CallContext {
     }
 }
 
+/// Response headers naming what answered: provider, provider model, deployment, attempts,
+/// and the fallback group when one answered.
+fn with_route(resp: &mut Response, trace: &Trace, answered_model: Option<&str>) {
+    let h = resp.headers_mut();
+    if let Some(p) = trace.provider {
+        h.insert("x-llmux-provider", HeaderValue::from_static(p));
+    }
+    let model = answered_model
+        .filter(|m| !m.is_empty())
+        .or(trace.provider_model.as_deref());
+    if let Some(v) = model.and_then(|m| HeaderValue::from_str(m).ok()) {
+        h.insert("x-llmux-model", v);
+    }
+    if let Some(v) = trace
+        .deployment_id
+        .as_deref()
+        .and_then(|d| HeaderValue::from_str(d).ok())
+    {
+        h.insert("x-llmux-deployment", v);
+    }
+    h.insert("x-llmux-attempts", HeaderValue::from(trace.attempts));
+    if trace.fallback_used()
+        && let Some(v) = trace
+            .final_model_group
+            .as_deref()
+            .and_then(|g| HeaderValue::from_str(g).ok())
+    {
+        h.insert("x-llmux-fallback", v);
+    }
+}
+
+/// The client's W3C `traceparent`, for continuing its trace.
+fn trace_context(headers: &HeaderMap, meta: &mut CallMeta) {
+    let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let mut parts = tp.trim().split('-');
+    let (Some("00"), Some(trace), Some(span), Some(_flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
+    };
+    if hex(trace, 32) && hex(span, 16) {
+        meta.trace_id = Some(trace.to_ascii_lowercase());
+        meta.parent_span_id = Some(span.to_ascii_lowercase());
+    }
+}
+
 pub(crate) async fn chat_completions(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -131,28 +175,47 @@ pub(crate) async fn chat_completions(
 ) -> Response {
     let id = request_id(&headers);
     let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "chat");
+    trace_context(&headers, &mut meta);
     let resp = match chat_inner(&st, &headers, body, &id, &mut meta).await {
         Ok(resp) => resp,
-        Err((e, d)) => {
-            // Auth failures are not calls: nothing to meter for a caller we do not know.
-            if e.kind() != ErrorKind::Auth {
-                meta.finish(
-                    &st.meter,
-                    Outcome {
-                        deployment: d.as_deref(),
-                        status: e.http_status(),
-                        error_kind: Some(e.kind()),
-                        ..Outcome::default()
-                    },
-                );
-            }
-            ApiError(e).into_response()
-        }
+        Err((e, trace)) => failed(&st, &meta, e, trace.as_ref(), false),
     };
     with_id(resp, id)
 }
 
-type Failed = (Error, Option<Arc<Deployment>>);
+/// An error response, metered unless the caller was not authenticated (not a call).
+fn failed(
+    st: &AppState,
+    meta: &CallMeta,
+    e: Error,
+    trace: Option<&Trace>,
+    embedding: bool,
+) -> Response {
+    if e.kind() != ErrorKind::Auth || trace.is_some() {
+        meta.finish(
+            &st.models,
+            &st.meter,
+            Outcome {
+                trace,
+                status: e.http_status(),
+                error_kind: Some(e.kind()),
+                embedding,
+                ..Outcome::default()
+            },
+        );
+    }
+    let mut resp = ApiError(e).into_response();
+    if let Some(t) = trace {
+        with_route(&mut resp, t, None);
+    }
+    resp
+}
+
+type Failed = (Error, Option<Trace>);
+
+fn route_failure(f: llmux_router::RouteFailure) -> Failed {
+    (f.error, Some(f.trace))
+}
 
 async fn chat_inner(
     st: &Arc<AppState>,
@@ -170,55 +233,123 @@ async fn chat_inner(
             .with_param("messages");
         return Err((e, None));
     }
-    let d = st.models.resolve(&req.model).map_err(|e| (e, None))?;
     let cx = context(id);
     if req.is_stream() {
         meta.operation = "chat_stream";
         let wants_usage = req.wants_stream_usage();
         let prompt_chars = prompt_chars(&req);
-        let stream = match d.provider.chat_stream(req, &cx).await {
-            Ok(s) => s,
-            Err(e) => return Err((e, Some(d))),
-        };
+        let routed = st
+            .models
+            .router
+            .chat_stream(req, &cx)
+            .await
+            .map_err(route_failure)?;
+        let trace = routed.trace.snapshot();
         let meta = std::mem::replace(meta, CallMeta::new(String::new(), "chat_stream"));
+        let litellm = if st.litellm_headers {
+            let mut probe = Response::default();
+            litellm_headers(st, &mut probe, &meta, &trace, None);
+            Some(probe.into_parts().0.headers)
+        } else {
+            None
+        };
         let mut resp = sse_response(
-            stream,
+            routed.value,
             wants_usage,
             StreamMeter {
                 st: st.clone(),
                 meta,
-                deployment: d.clone(),
+                trace: routed.trace,
                 usage: None,
                 cost: None,
                 prompt_chars,
                 text_chars: 0,
                 first_chunk_us: None,
                 provider_model: None,
+                finish_reason: None,
                 error: None,
                 done: false,
             },
         );
-        with_deployment(&mut resp, &d, None);
+        with_route(&mut resp, &trace, None);
+        if let Some(h) = litellm {
+            resp.headers_mut().extend(h);
+        }
         return Ok(resp);
     }
-    let out = match d.provider.chat(req, &cx).await {
-        Ok(out) => out,
-        Err(e) => return Err((e, Some(d))),
-    };
+    let routed = st
+        .models
+        .router
+        .chat(req, &cx)
+        .await
+        .map_err(route_failure)?;
+    let trace = routed.trace.snapshot();
+    let out = routed.value;
     let cost = meta.finish(
+        &st.models,
         &st.meter,
         Outcome {
-            deployment: Some(&d),
+            trace: Some(&trace),
             provider_model: Some(&out.model),
             usage: out.usage.as_ref(),
             status: 200,
+            finish_reason: out
+                .choices
+                .first()
+                .and_then(|c| c.finish_reason.as_ref())
+                .map(|f| f.as_str()),
             ..Outcome::default()
         },
     );
-    let mut resp = json_response(&out).map_err(|e| (e, Some(d.clone())))?;
-    with_deployment(&mut resp, &d, Some(&out.model));
+    let mut resp = json_response(&out).map_err(|e| (e, Some(trace.clone())))?;
+    with_route(&mut resp, &trace, Some(&out.model));
     set_cost(&mut resp, cost);
+    litellm_headers(st, &mut resp, meta, &trace, cost);
     Ok(resp)
+}
+
+/// The `x-litellm-*` headers LiteLLM clients and dashboards read (when
+/// `litellm_compat_headers` is on).
+fn litellm_headers(
+    st: &AppState,
+    resp: &mut Response,
+    meta: &CallMeta,
+    trace: &Trace,
+    cost: Option<Money>,
+) {
+    if !st.litellm_headers {
+        return;
+    }
+    let h = resp.headers_mut();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    if let Some(c) = cost {
+        put("x-litellm-response-cost", c.to_string());
+    }
+    put("x-litellm-call-id", meta.request_id.clone());
+    if let Some(id) = &trace.deployment_id {
+        put("x-litellm-model-id", id.clone());
+        if let Some(base) = st.models.api_base(id) {
+            put("x-litellm-model-api-base", base.to_owned());
+        }
+    }
+    let group = trace
+        .final_model_group
+        .as_deref()
+        .unwrap_or(&trace.model_group);
+    put("x-litellm-model-group", group.to_owned());
+    put("x-litellm-attempted-retries", trace.retries.to_string());
+    put(
+        "x-litellm-attempted-fallbacks",
+        trace.fallbacks.len().to_string(),
+    );
+    put(
+        "x-litellm-response-duration-ms",
+        format!("{:.3}", meta.started.elapsed().as_secs_f64() * 1000.0),
+    );
 }
 
 fn set_cost(resp: &mut Response, cost: Option<Money>) {
@@ -243,13 +374,14 @@ fn prompt_chars(req: &ChatRequest) -> u64 {
 struct StreamMeter {
     st: Arc<AppState>,
     meta: CallMeta,
-    deployment: Arc<Deployment>,
+    trace: TraceHandle,
     usage: Option<llmux_core::Usage>,
     cost: Option<Option<Money>>,
     prompt_chars: u64,
     text_chars: u64,
     first_chunk_us: Option<u64>,
     provider_model: Option<String>,
+    finish_reason: Option<String>,
     error: Option<ErrorKind>,
     done: bool,
 }
@@ -273,10 +405,14 @@ impl StreamMeter {
                         .sum()
                 });
             self.text_chars += n as u64;
+            if let Some(f) = &c.finish_reason {
+                self.finish_reason = Some(f.as_str().to_owned());
+            }
         }
         if let Some(u) = &chunk.usage {
             self.usage = Some(u.clone());
-            self.cost = Some(price(Some(&self.deployment), Some(u), false));
+            let trace = self.trace.snapshot();
+            self.cost = Some(price(&self.st.models, Some(&trace), Some(u), false));
         }
     }
 }
@@ -295,16 +431,19 @@ impl Drop for StreamMeter {
             (None, true) => 200,
             (None, false) => 499,
         };
+        let trace = self.trace.snapshot();
         self.meta.finish(
+            &self.st.models,
             &self.st.meter,
             Outcome {
-                deployment: Some(&self.deployment),
+                trace: Some(&trace),
                 provider_model: self.provider_model.as_deref(),
                 usage: Some(&usage),
                 usage_estimated: estimated,
                 status,
                 error_kind: self.error,
                 ttft_us: self.first_chunk_us,
+                finish_reason: self.finish_reason.as_deref(),
                 cost: if estimated { None } else { self.cost },
                 ..Outcome::default()
             },
@@ -381,6 +520,7 @@ pub(crate) async fn embeddings(
 ) -> Response {
     let id = request_id(&headers);
     let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "embeddings");
+    trace_context(&headers, &mut meta);
     let resp = async {
         authorize(&st, &headers).map_err(|e| (e, None))?;
         let req: EmbeddingRequest = parse(body).map_err(|e| (e, None))?;
@@ -390,16 +530,20 @@ pub(crate) async fn embeddings(
             let e = Error::bad_request("'input' must not be empty").with_param("input");
             return Err((e, None));
         }
-        let d = st.models.resolve(&req.model).map_err(|e| (e, None))?;
-        let out = match d.provider.embed(req, &context(&id)).await {
-            Ok(out) => out,
-            Err(e) => return Err((e, Some(d))),
-        };
+        let routed = st
+            .models
+            .router
+            .embed(req, &context(&id))
+            .await
+            .map_err(route_failure)?;
+        let trace = routed.trace.snapshot();
+        let out = routed.value;
         let usage = llmux_core::Usage::new(out.usage.prompt_tokens, 0);
         let cost = meta.finish(
+            &st.models,
             &st.meter,
             Outcome {
-                deployment: Some(&d),
+                trace: Some(&trace),
                 provider_model: Some(&out.model),
                 usage: Some(&usage),
                 embedding: true,
@@ -407,27 +551,14 @@ pub(crate) async fn embeddings(
                 ..Outcome::default()
             },
         );
-        let mut resp = json_response(&out).map_err(|e| (e, Some(d.clone())))?;
-        with_deployment(&mut resp, &d, Some(&out.model));
+        let mut resp = json_response(&out).map_err(|e| (e, Some(trace.clone())))?;
+        with_route(&mut resp, &trace, Some(&out.model));
         set_cost(&mut resp, cost);
+        litellm_headers(&st, &mut resp, &meta, &trace, cost);
         Ok::<_, Failed>(resp)
     }
     .await;
-    let resp = resp.unwrap_or_else(|(e, d)| {
-        if e.kind() != ErrorKind::Auth {
-            meta.finish(
-                &st.meter,
-                Outcome {
-                    deployment: d.as_deref(),
-                    status: e.http_status(),
-                    error_kind: Some(e.kind()),
-                    embedding: true,
-                    ..Outcome::default()
-                },
-            );
-        }
-        ApiError(e).into_response()
-    });
+    let resp = resp.unwrap_or_else(|(e, trace)| failed(&st, &meta, e, trace.as_ref(), true));
     with_id(resp, id)
 }
 
@@ -442,21 +573,26 @@ pub(crate) async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) 
     with_id(resp.unwrap_or_else(|e| ApiError(e).into_response()), id)
 }
 
-/// `GET /model/info` (LiteLLM's shape): each model name with its deployments' provider
+/// `GET /model/info` (LiteLLM's shape): each model group with its deployments' provider
 /// model, context window and prices. Credentials are never listed.
 pub(crate) async fn model_info(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&st, &headers) {
         return ApiError(e).into_response();
     }
     let price_text = |p: Option<llmux_cost::UnitPrice>| p.map(|p| p.to_string());
+    let router = &st.models.router;
     let mut data = Vec::new();
-    for name in st.models.names() {
-        for d in st.models.deployments(name) {
-            let p = d.price.as_deref();
+    for name in router.model_groups() {
+        for d in router.deployments(name).unwrap_or_default() {
+            let p = st
+                .models
+                .price(Some(&d.id), d.provider.name(), d.provider.model());
+            let p = p.as_deref();
             data.push(serde_json::json!({
                 "model_name": name,
                 "litellm_params": {"model": format!("{}/{}", d.provider.name(), d.provider.model())},
                 "model_info": {
+                    "id": d.id,
                     "litellm_provider": d.provider.name(),
                     "mode": p.and_then(|p| p.mode.clone()),
                     "max_input_tokens": p.and_then(|p| p.context_window()),
@@ -464,9 +600,17 @@ pub(crate) async fn model_info(State(st): State<Arc<AppState>>, headers: HeaderM
                     "input_cost_per_token": p.and_then(|p| price_text(p.rates.input_per_token)),
                     "output_cost_per_token": p.and_then(|p| price_text(p.rates.output_per_token)),
                     "priced": p.is_some(),
+                    "weight": d.weight,
+                    "rpm": d.rpm,
+                    "tpm": d.tpm,
+                    "order": d.order,
+                    "tags": d.tags,
                 },
             }));
         }
+    }
+    for (alias, group) in router.aliases() {
+        data.push(serde_json::json!({"model_name": alias, "model_info": {"alias_of": group}}));
     }
     for (prefix, provider) in st.models.wildcards() {
         data.push(serde_json::json!({
@@ -493,26 +637,98 @@ pub(crate) async fn readiness(State(st): State<Arc<AppState>>) -> Response {
     json_response(&body).unwrap_or_else(|e| ApiError(e).into_response())
 }
 
+/// How long one deployment's health check may take.
+const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Deployments checked at once.
+const HEALTH_CHECK_CONCURRENCY: usize = 8;
+
+type Checked = (
+    String,
+    String,
+    Arc<dyn llmux_core::Provider>,
+    Result<(), Error>,
+);
+
+async fn check_deployment(
+    group: String,
+    id: String,
+    provider: Arc<dyn llmux_core::Provider>,
+) -> Checked {
+    let mut req = ChatRequest::new(group.clone()).user("ping");
+    req.max_tokens = Some(1);
+    let cx = CallContext {
+        request_id: format!("health-{id}"),
+        timeout: Some(HEALTH_CHECK_TIMEOUT),
+        ..CallContext::default()
+    };
+    let r = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, provider.chat(req, &cx)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::new(ErrorKind::Timeout, "health check timed out")),
+    };
+    (group, id, provider, r)
+}
+
+/// `GET /health` (LiteLLM's shape): a cheap one-token call to every deployment,
+/// concurrently and bounded in time, listing healthy and unhealthy ones with the error, and
+/// which are cooling down in the router.
 pub(crate) async fn health(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&st, &headers) {
         return ApiError(e).into_response();
     }
-    let mut endpoints: Vec<serde_json::Value> = st
-        .models
-        .names()
-        .iter()
-        .filter_map(|n| st.models.resolve(n).ok().map(|d| (n, d)))
-        .map(|(n, d)| {
-            serde_json::json!({"model": n, "provider": d.provider.name(),
-                "provider_model": d.provider.model()})
+    let router = &st.models.router;
+    let mut checks = Vec::new();
+    for group in router.model_groups() {
+        for d in router.deployments(group).unwrap_or_default() {
+            checks.push((group.to_owned(), d.id.clone(), Arc::clone(&d.provider)));
+        }
+    }
+    let limit = Arc::new(tokio::sync::Semaphore::new(HEALTH_CHECK_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (group, id, provider) in checks {
+        let limit = limit.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            check_deployment(group, id, provider).await
+        });
+    }
+    let mut results: Vec<Checked> = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(r) = r {
+            results.push(r);
+        }
+    }
+    results.sort_by(|a, b| a.1.cmp(&b.1));
+    let cooling: std::collections::HashMap<String, u128> = router
+        .health()
+        .into_iter()
+        .filter_map(|h| {
+            h.cooldown_remaining
+                .map(|c| (h.deployment_id, c.as_millis()))
         })
         .collect();
-    endpoints.extend(st.models.wildcards().map(|(prefix, provider)| {
-        serde_json::json!({"model": format!("{prefix}/*"), "provider": provider})
-    }));
+    let (mut healthy, mut unhealthy) = (Vec::new(), Vec::new());
+    for (group, id, provider, r) in results {
+        let mut entry = serde_json::json!({
+            "model": group, "id": id, "provider": provider.name(),
+            "provider_model": provider.model(),
+            "cooldown_remaining_ms": cooling.get(&id),
+        });
+        match r {
+            Ok(()) => healthy.push(entry),
+            Err(e) => {
+                entry["error"] = serde_json::json!(e.message());
+                entry["error_kind"] = serde_json::json!(e.kind().as_str());
+                unhealthy.push(entry);
+            }
+        }
+    }
     let body = serde_json::json!({
-        "status": "healthy",
-        "configured_endpoints": endpoints,
+        "healthy_count": healthy.len(),
+        "unhealthy_count": unhealthy.len(),
+        "healthy_endpoints": healthy,
+        "unhealthy_endpoints": unhealthy,
+        "wildcards": st.models.wildcards().map(|(p, provider)| serde_json::json!({"model": format!("{p}/*"), "provider": provider})).collect::<Vec<_>>(),
     });
     json_response(&body).unwrap_or_else(|e| ApiError(e).into_response())
 }

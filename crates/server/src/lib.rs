@@ -22,4 +22,4 @@ mod models;
 
 pub use error::{ApiError, ServerError};
 pub use gateway::{Gateway, GatewayBuilder, RunningGateway, shutdown_signal};
-pub use models::{Deployment, ModelTable, Pricing};
+pub use models::{ModelTable, Pricing};

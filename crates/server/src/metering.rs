@@ -5,8 +5,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use llmux_core::{CallRecord, ErrorKind, Usage};
 use llmux_cost::{CallUsage, Meter, Money};
+use llmux_router::Trace;
 
-use crate::models::Deployment;
+use crate::models::ModelTable;
 
 /// What is known when a call arrives.
 #[derive(Debug)]
@@ -17,12 +18,15 @@ pub(crate) struct CallMeta {
     pub(crate) operation: &'static str,
     pub(crate) model_group: String,
     pub(crate) end_user: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) parent_span_id: Option<String>,
 }
 
 /// How a call ended.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome<'a> {
-    pub(crate) deployment: Option<&'a Deployment>,
+    pub(crate) trace: Option<&'a Trace>,
+    /// The model the upstream says answered.
     pub(crate) provider_model: Option<&'a str>,
     pub(crate) usage: Option<&'a Usage>,
     pub(crate) usage_estimated: bool,
@@ -30,6 +34,7 @@ pub(crate) struct Outcome<'a> {
     pub(crate) status: u16,
     pub(crate) error_kind: Option<ErrorKind>,
     pub(crate) ttft_us: Option<u64>,
+    pub(crate) finish_reason: Option<&'a str>,
     /// Already computed (streams price the usage chunk as it passes).
     pub(crate) cost: Option<Option<Money>>,
 }
@@ -45,15 +50,27 @@ impl CallMeta {
             operation,
             model_group: String::new(),
             end_user: None,
+            trace_id: None,
+            parent_span_id: None,
         }
     }
 
     /// Build, price and emit the record; returns the cost for response headers.
-    pub(crate) fn finish(&self, meter: &Meter, o: Outcome<'_>) -> Option<Money> {
+    pub(crate) fn finish(
+        &self,
+        models: &ModelTable,
+        meter: &Meter,
+        o: Outcome<'_>,
+    ) -> Option<Money> {
         let cost = match o.cost {
             Some(c) => c,
-            None => price(o.deployment, o.usage, o.embedding),
+            None => price(models, o.trace, o.usage, o.embedding),
         };
+        if !meter.has_sinks() {
+            meter.count_unbuilt();
+            return cost;
+        }
+        let t = o.trace;
         let u = o.usage;
         let details = |f: fn(&Usage) -> u64| u.map_or(0, f);
         let record = CallRecord {
@@ -62,13 +79,13 @@ impl CallMeta {
             operation: self.operation.to_owned(),
             end_user: self.end_user.clone(),
             model_group: self.model_group.clone(),
-            deployment: o.deployment.map(|d| d.provider.model().to_owned()),
-            provider: o.deployment.map(|d| d.provider.name().to_owned()),
+            deployment: t.and_then(|t| t.deployment_id.clone()),
+            provider: t.and_then(|t| t.provider).map(str::to_owned),
             provider_model: o
                 .provider_model
                 .filter(|m| !m.is_empty())
                 .map(str::to_owned)
-                .or_else(|| o.deployment.map(|d| d.provider.model().to_owned())),
+                .or_else(|| t.and_then(|t| t.provider_model.clone())),
             prompt_tokens: details(|u| u.prompt_tokens),
             completion_tokens: details(|u| u.completion_tokens),
             cached_tokens: details(Usage::cached_tokens),
@@ -85,7 +102,13 @@ impl CallMeta {
             ttft_us: o.ttft_us,
             status: o.status,
             error_kind: o.error_kind,
-            attempts: 1,
+            attempts: t.map_or(0, |t| t.attempts),
+            fallback: t
+                .filter(|t| t.fallback_used())
+                .and_then(|t| t.final_model_group.clone()),
+            trace_id: self.trace_id.clone(),
+            parent_span_id: self.parent_span_id.clone(),
+            finish_reason: o.finish_reason.map(str::to_owned),
             ..CallRecord::default()
         };
         meter.emit(record);
@@ -93,13 +116,19 @@ impl CallMeta {
     }
 }
 
-/// The cost of `usage` on deployment `d` (`None` when either is unknown).
+/// The cost of `usage` on the deployment the trace names (`None` when either is unknown).
 pub(crate) fn price(
-    d: Option<&Deployment>,
+    models: &ModelTable,
+    trace: Option<&Trace>,
     usage: Option<&Usage>,
     embedding: bool,
 ) -> Option<Money> {
-    let price = d?.price.as_deref()?;
+    let t = trace?;
+    let price = models.price(
+        t.deployment_id.as_deref(),
+        t.provider?,
+        t.provider_model.as_deref()?,
+    )?;
     let mut cu = CallUsage::from(usage?);
     cu.is_embedding = embedding;
     Some(price.cost(&cu).total)

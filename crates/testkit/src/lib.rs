@@ -9,8 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+mod anthropic;
+mod gemini;
 mod openai;
 mod recorder;
 
+pub use anthropic::AnthropicMock;
+pub use gemini::GeminiMock;
 pub use openai::OpenAiMock;
 pub use recorder::{Fault, RecordedRequest};
