@@ -46,6 +46,11 @@ enum Command {
     },
     /// List the providers compiled into this binary.
     Providers,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print what a call would cost, from the embedded price table.
     Cost {
         /// `provider/model`, e.g. `openai/gpt-4o` (a bare name is looked up as is).
@@ -59,6 +64,16 @@ enum Command {
         /// Of the input tokens, how many are cache reads.
         #[arg(long, default_value_t = 0)]
         cached: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the native llmux equivalent of a config (e.g. a LiteLLM `config.yaml`);
+    /// secrets stay references, never values.
+    Convert {
+        /// The config file to convert.
+        file: PathBuf,
     },
 }
 
@@ -118,6 +133,20 @@ fn main() -> ExitCode {
             serve(cfg, workers)
         }
         Command::Check { config } => check(&config),
+        Command::Config {
+            command: ConfigCommand::Convert { file },
+        } => match Config::load(&file) {
+            Ok(cfg) => {
+                print!("{}", llmux_config::to_native_yaml(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
         Command::Cost {
             model,
             input,
@@ -182,14 +211,18 @@ fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
 }
 
 async fn run(gateway: llmux_server::Gateway) -> ExitCode {
+    for w in gateway.warnings() {
+        tracing::warn!("{w}");
+    }
     if gateway.server_config().master_key.is_none() {
         tracing::warn!("no master key configured: the gateway accepts every caller");
     }
-    for name in gateway.models().names() {
+    let (names, wildcards) = gateway.routes();
+    for name in names {
         tracing::info!(model = %name, "serving");
     }
-    for (prefix, provider) in gateway.models().wildcards() {
-        tracing::info!(model = %format!("{prefix}/*"), provider, "serving wildcard");
+    for (route, provider) in wildcards {
+        tracing::info!(model = %route, provider, "serving wildcard");
     }
     match gateway.serve_until_signal().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -257,11 +290,35 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         println!("{}", s.trim_end());
     };
-    println!("{}: ok ({} models)", path.display(), rows.len());
+    println!(
+        "{}: ok ({} deployments, {} format)",
+        path.display(),
+        rows.len(),
+        match cfg.format {
+            llmux_config::ConfigFormat::Native => "native",
+            llmux_config::ConfigFormat::LiteLlm => "LiteLLM",
+        }
+    );
+    if !cfg.warnings.is_empty() {
+        println!("not supported by llmux (ignored):");
+        for w in &cfg.warnings {
+            println!("  - {w}");
+        }
+    }
     line(header);
     for r in &rows {
         line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
     }
+    let r = &cfg.router;
+    println!(
+        "router: strategy {}, {} retries, cooldown {}s after {} fails, stream resume {}, {} fallback rules",
+        r.strategy.as_str(),
+        r.num_retries,
+        r.cooldown_time.as_secs_f64(),
+        r.allowed_fails,
+        if r.stream_resume { "on" } else { "off" },
+        r.fallbacks.len() + r.context_window_fallbacks.len() + r.content_policy_fallbacks.len(),
+    );
     println!(
         "server: {}:{}  master key: {}",
         cfg.server.host,

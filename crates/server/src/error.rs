@@ -31,6 +31,12 @@ pub enum ServerError {
     /// The price table file or a configured price is unusable.
     #[error("prices: {0}")]
     Prices(String),
+    /// A reload was asked for but the gateway was not started from a config file.
+    #[error("no config file to reload")]
+    NoConfigFile,
+    /// The new config did not load; the running one keeps serving.
+    #[error("reload: {0}")]
+    Reload(String),
     /// The listening socket could not be opened or served.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),

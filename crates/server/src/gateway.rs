@@ -25,7 +25,7 @@ use llmux_router::{Deployment, Router as ModelRouter, RouterConfig, RouterSettin
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
-use crate::handlers::{self, AppState};
+use crate::handlers::{self, AppState, Shared};
 use crate::models::{ModelTable, Pricing, WildcardTemplate};
 
 /// How long a stopped gateway waits for its sinks to take the last records.
@@ -34,9 +34,32 @@ const SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// A built gateway, ready to serve.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    state: Arc<AppState>,
+    shared: Arc<Shared>,
+    inputs: Arc<Inputs>,
     server: ServerConfig,
     workers: Arc<std::sync::Mutex<Option<MeterWorkers>>>,
+    warnings: Vec<String>,
+}
+
+/// What a gateway was built from besides its config, kept so a reload builds the new state
+/// the same way (same sinks, same extra models, same overrides).
+struct Inputs {
+    extra: Vec<(String, DeploymentSettings)>,
+    env: EnvFn,
+    env_wildcards: Option<bool>,
+    prices: Option<&'static PriceTable>,
+    router_settings: Option<RouterSettings>,
+    meter: Meter,
+    source: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("extra", &self.extra)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads an environment variable (injected so tests need not touch the process env).
@@ -78,12 +101,49 @@ impl Gateway {
 
     /// The metering point (records emitted, drops per sink, unknown-model lookups).
     pub fn meter(&self) -> &Meter {
-        &self.state.meter
+        &self.inputs.meter
     }
 
-    /// The model table (for `llmux check` and tests).
-    pub fn models(&self) -> &ModelTable {
-        &self.state.models
+    /// Model group names and wildcard routes (`prefix/*`, provider) now in force.
+    pub fn routes(&self) -> (Vec<String>, Vec<(String, &'static str)>) {
+        let st = self.shared.load();
+        let names = st.models.names().into_iter().map(str::to_owned).collect();
+        let wildcards = st
+            .models
+            .wildcards()
+            .map(|(p, provider)| (format!("{p}/*"), provider))
+            .collect();
+        (names, wildcards)
+    }
+
+    /// Load the config file again and put it in force for new calls; calls in flight
+    /// finish on the state they started with. A config that does not load or build is
+    /// rejected and the running one keeps serving.
+    pub fn reload(&self) -> Result<(), ServerError> {
+        let path = self
+            .inputs
+            .source
+            .as_deref()
+            .ok_or(ServerError::NoConfigFile)?;
+        let config = Config::load_with_env(path, &*self.inputs.env)
+            .map_err(|e| ServerError::Reload(e.to_string()))?;
+        self.reload_with(config)
+    }
+
+    /// Put `config`'s models, routing and keys in force (listen address, body limit and
+    /// grace period stay as started).
+    pub fn reload_with(&self, config: Config) -> Result<(), ServerError> {
+        let state = self.inputs.state(&config)?;
+        self.shared.store(state);
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(())
+    }
+
+    /// What the config asked for that llmux does not support (logged at start-up).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The server settings in force.
@@ -109,7 +169,7 @@ impl Gateway {
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.server.max_body_bytes))
-            .with_state(self.state.clone())
+            .with_state(self.shared.clone())
     }
 
     /// Serve on `listener` until `shutdown` resolves; then stop accepting and give
@@ -140,7 +200,13 @@ impl Gateway {
             tokio::time::sleep(grace).await;
         };
         let workers = self.workers.lock().ok().and_then(|mut w| w.take());
-        drop(self.state);
+        let reloader = self
+            .inputs
+            .source
+            .is_some()
+            .then(|| tokio::spawn(reload_on_sighup(self.clone())));
+        drop(self.shared);
+        drop(self.inputs);
         let result = tokio::select! {
             r = server => r.map_err(ServerError::Io),
             () = deadline => {
@@ -148,6 +214,10 @@ impl Gateway {
                 Ok(())
             }
         };
+        if let Some(r) = reloader {
+            r.abort();
+            let _ = r.await;
+        }
         if let Some(w) = workers
             && tokio::time::timeout(SINK_DRAIN_TIMEOUT, w.drain())
                 .await
@@ -219,6 +289,27 @@ impl Drop for RunningGateway {
             self.task.abort();
         }
     }
+}
+
+/// Reloads the config on every SIGHUP (unix); logs the outcome.
+async fn reload_on_sighup(gateway: Gateway) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match gateway.reload() {
+                Ok(()) => tracing::info!("configuration reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration reload rejected: the previous configuration keeps serving")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(gateway);
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -293,7 +384,31 @@ impl GatewayBuilder {
     /// With sinks, call it inside a tokio runtime (each sink gets a task).
     pub fn build(self) -> Result<Gateway, ServerError> {
         let (meter, workers) = Meter::start(self.sinks, DEFAULT_SINK_QUEUE);
-        let table = match (self.prices, &self.config.settings.price_table) {
+        let inputs = Inputs {
+            extra: self.extra,
+            env: self.env,
+            env_wildcards: self.env_wildcards,
+            prices: self.prices,
+            router_settings: self.router_settings,
+            meter,
+            source: self.config.source.clone(),
+        };
+        let state = inputs.state(&self.config)?;
+        Ok(Gateway {
+            shared: Arc::new(Shared::new(state)),
+            inputs: Arc::new(inputs),
+            server: self.config.server,
+            workers: Arc::new(std::sync::Mutex::new(Some(workers))),
+            warnings: self.config.warnings,
+        })
+    }
+}
+
+impl Inputs {
+    /// Everything a configuration puts in force, built (and checked) in full.
+    fn state(&self, config: &Config) -> Result<AppState, ServerError> {
+        let meter = self.meter.clone();
+        let table = match (self.prices, &config.settings.price_table) {
             (Some(t), _) => t,
             (None, Some(path)) => {
                 let t =
@@ -312,8 +427,7 @@ impl GatewayBuilder {
             .iter()
             .map(|(n, s)| ModelEntry::new(n.clone(), s.clone()))
             .collect();
-        let entries: Vec<(String, &ModelEntry)> = self
-            .config
+        let entries: Vec<(String, &ModelEntry)> = config
             .models
             .iter()
             .enumerate()
@@ -322,9 +436,10 @@ impl GatewayBuilder {
             .collect();
         let settings = self
             .router_settings
-            .unwrap_or_else(|| router_settings(&self.config.router));
+            .clone()
+            .unwrap_or_else(|| router_settings(&config.router));
         let mut router = RouterConfig::new(settings);
-        for (alias, target) in &self.config.router.model_group_alias {
+        for (alias, target) in &config.router.model_group_alias {
             router = router.alias(alias.clone(), target.group.clone());
         }
         let mut overrides = HashMap::new();
@@ -389,7 +504,7 @@ impl GatewayBuilder {
             group.1.push(d);
         }
         let any = !entries.is_empty();
-        let litellm_headers = self.config.settings.litellm_compat_headers;
+        let litellm_headers = config.settings.litellm_compat_headers;
         if self.env_wildcards.unwrap_or(!any) {
             let env = &*self.env;
             for f in llmux_core::providers() {
@@ -429,15 +544,11 @@ impl GatewayBuilder {
             wildcards,
             api_bases,
         );
-        Ok(Gateway {
-            state: Arc::new(AppState {
-                models,
-                master_key: self.config.server.master_key.clone(),
-                meter,
-                litellm_headers,
-            }),
-            server: self.config.server,
-            workers: Arc::new(std::sync::Mutex::new(Some(workers))),
+        Ok(AppState {
+            models,
+            master_key: config.server.master_key.clone(),
+            meter,
+            litellm_headers,
         })
     }
 }

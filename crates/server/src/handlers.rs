@@ -20,7 +20,35 @@ use crate::models::ModelTable;
 use llmux_cost::{Meter, Money};
 use llmux_router::{Trace, TraceHandle};
 
-/// What every handler shares, built once.
+/// The state in force, swapped whole when the config is reloaded; calls in flight keep
+/// the state they started with.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    current: std::sync::RwLock<Arc<AppState>>,
+}
+
+impl Shared {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self {
+            current: std::sync::RwLock::new(Arc::new(state)),
+        }
+    }
+
+    /// The state for one request.
+    pub(crate) fn load(&self) -> Arc<AppState> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Put `state` in force for the requests that arrive from now on.
+    pub(crate) fn store(&self, state: AppState) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+    }
+}
+
+/// What every handler shares, built once per configuration.
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) models: ModelTable,
@@ -169,10 +197,11 @@ fn trace_context(headers: &HeaderMap, meta: &mut CallMeta) {
 }
 
 pub(crate) async fn chat_completions(
-    State(st): State<Arc<AppState>>,
+    State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let st = shared.load();
     let id = request_id(&headers);
     let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "chat");
     trace_context(&headers, &mut meta);
@@ -514,10 +543,11 @@ fn sse_response(stream: llmux_core::ChatStream, wants_usage: bool, meter: Stream
 }
 
 pub(crate) async fn embeddings(
-    State(st): State<Arc<AppState>>,
+    State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let st = shared.load();
     let id = request_id(&headers);
     let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "embeddings");
     trace_context(&headers, &mut meta);
@@ -562,7 +592,8 @@ pub(crate) async fn embeddings(
     with_id(resp, id)
 }
 
-pub(crate) async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let st = shared.load();
     let id = request_id(&headers);
     let resp = async {
         authorize(&st, &headers)?;
@@ -575,7 +606,8 @@ pub(crate) async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) 
 
 /// `GET /model/info` (LiteLLM's shape): each model group with its deployments' provider
 /// model, context window and prices. Credentials are never listed.
-pub(crate) async fn model_info(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn model_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let st = shared.load();
     if let Err(e) = authorize(&st, &headers) {
         return ApiError(e).into_response();
     }
@@ -627,7 +659,8 @@ pub(crate) async fn liveliness() -> Response {
     json_response(&"I'm alive!").unwrap_or_else(|e| ApiError(e).into_response())
 }
 
-pub(crate) async fn readiness(State(st): State<Arc<AppState>>) -> Response {
+pub(crate) async fn readiness(State(shared): State<Arc<Shared>>) -> Response {
+    let st = shared.load();
     let body = serde_json::json!({
         "status": "healthy",
         "version": env!("CARGO_PKG_VERSION"),
@@ -672,7 +705,8 @@ async fn check_deployment(
 /// `GET /health` (LiteLLM's shape): a cheap one-token call to every deployment,
 /// concurrently and bounded in time, listing healthy and unhealthy ones with the error, and
 /// which are cooling down in the router.
-pub(crate) async fn health(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let st = shared.load();
     if let Err(e) = authorize(&st, &headers) {
         return ApiError(e).into_response();
     }
