@@ -31,6 +31,9 @@ pub enum ServerError {
     /// The price table file or a configured price is unusable.
     #[error("prices: {0}")]
     Prices(String),
+    /// An exporter's configuration (OTLP, Langfuse) is unusable.
+    #[error("observability: {0}")]
+    Observability(String),
     /// A reload was asked for but the gateway was not started from a config file.
     #[error("no config file to reload")]
     NoConfigFile,

@@ -39,6 +39,32 @@ pub struct Gateway {
     server: ServerConfig,
     workers: Arc<std::sync::Mutex<Option<MeterWorkers>>>,
     warnings: Vec<String>,
+    exporters: Vec<Exporter>,
+}
+
+/// An exporting sink, flushed at shutdown after the meter's queues drained.
+#[derive(Clone)]
+enum Exporter {
+    Otlp(Arc<llmux_observe::OtlpSink>),
+    Langfuse(Arc<llmux_observe::LangfuseSink>),
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Otlp(_) => "Exporter::Otlp",
+            Self::Langfuse(_) => "Exporter::Langfuse",
+        })
+    }
+}
+
+impl Exporter {
+    async fn flush(&self) {
+        match self {
+            Self::Otlp(s) => s.flush().await,
+            Self::Langfuse(s) => s.flush().await,
+        }
+    }
 }
 
 /// What a gateway was built from besides its config, kept so a reload builds the new state
@@ -74,6 +100,7 @@ pub struct GatewayBuilder {
     sinks: Vec<Arc<dyn CallSink>>,
     prices: Option<&'static PriceTable>,
     router_settings: Option<RouterSettings>,
+    observability: bool,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -96,6 +123,7 @@ impl Gateway {
             sinks: Vec::new(),
             prices: None,
             router_settings: None,
+            observability: true,
         }
     }
 
@@ -166,6 +194,7 @@ impl Gateway {
             .route("/health", get(handlers::health))
             .route("/model/info", get(handlers::model_info))
             .route("/v1/model/info", get(handlers::model_info))
+            .route("/metrics", get(handlers::metrics))
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.server.max_body_bytes))
@@ -224,6 +253,14 @@ impl Gateway {
                 .is_err()
         {
             tracing::error!("call-record sinks did not finish in time: some records may be lost");
+        }
+        for e in &self.exporters {
+            if tokio::time::timeout(SINK_DRAIN_TIMEOUT, e.flush())
+                .await
+                .is_err()
+            {
+                tracing::error!(exporter = ?e, "exporter did not flush in time");
+            }
         }
         result
     }
@@ -374,6 +411,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Prometheus metrics on `GET /metrics`, and OpenTelemetry / Langfuse export when their
+    /// environment variables are set (`OTEL_EXPORTER_OTLP_ENDPOINT`, `LANGFUSE_*`).
+    /// On by default.
+    pub fn observability(mut self, on: bool) -> Self {
+        self.observability = on;
+        self
+    }
+
     /// Router settings (strategy, retries, cooldowns, fallbacks, timeouts).
     pub fn router_settings(mut self, settings: RouterSettings) -> Self {
         self.router_settings = Some(settings);
@@ -382,7 +427,36 @@ impl GatewayBuilder {
 
     /// Build every deployment now: a bad one fails here, not on the first request.
     /// With sinks, call it inside a tokio runtime (each sink gets a task).
-    pub fn build(self) -> Result<Gateway, ServerError> {
+    pub fn build(mut self) -> Result<Gateway, ServerError> {
+        let mut exporters = Vec::new();
+        let metrics = if self.observability {
+            let handle = llmux_observe::install_prometheus();
+            self.sinks.push(Arc::new(llmux_observe::MetricsSink::new()));
+            let env = &*self.env;
+            if let Some(cfg) = llmux_observe::OtlpConfig::from_env_with(env)
+                .map_err(|e| ServerError::Observability(e.to_string()))?
+            {
+                let sink = Arc::new(
+                    llmux_observe::OtlpSink::new(cfg)
+                        .map_err(|e| ServerError::Observability(e.to_string()))?,
+                );
+                self.sinks.push(sink.clone());
+                exporters.push(Exporter::Otlp(sink));
+            }
+            if let Some(cfg) = llmux_observe::LangfuseConfig::from_env_with(env)
+                .map_err(|e| ServerError::Observability(e.to_string()))?
+            {
+                let sink = Arc::new(
+                    llmux_observe::LangfuseSink::new(cfg)
+                        .map_err(|e| ServerError::Observability(e.to_string()))?,
+                );
+                self.sinks.push(sink.clone());
+                exporters.push(Exporter::Langfuse(sink));
+            }
+            Some(handle)
+        } else {
+            None
+        };
         let (meter, workers) = Meter::start(self.sinks, DEFAULT_SINK_QUEUE);
         let inputs = Inputs {
             extra: self.extra,
@@ -395,7 +469,8 @@ impl GatewayBuilder {
         };
         let state = inputs.state(&self.config)?;
         Ok(Gateway {
-            shared: Arc::new(Shared::new(state)),
+            shared: Arc::new(Shared::new(state, metrics, inputs.meter.clone())),
+            exporters,
             inputs: Arc::new(inputs),
             server: self.config.server,
             workers: Arc::new(std::sync::Mutex::new(Some(workers))),

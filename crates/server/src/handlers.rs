@@ -25,12 +25,22 @@ use llmux_router::{Trace, TraceHandle};
 #[derive(Debug)]
 pub(crate) struct Shared {
     current: std::sync::RwLock<Arc<AppState>>,
+    /// Renders `GET /metrics` (`None`: metrics are off).
+    pub(crate) metrics: Option<llmux_observe::PrometheusHandle>,
+    /// The metering point, kept across reloads (its drop counters are exported).
+    pub(crate) meter: Meter,
 }
 
 impl Shared {
-    pub(crate) fn new(state: AppState) -> Self {
+    pub(crate) fn new(
+        state: AppState,
+        metrics: Option<llmux_observe::PrometheusHandle>,
+        meter: Meter,
+    ) -> Self {
         Self {
             current: std::sync::RwLock::new(Arc::new(state)),
+            metrics,
+            meter,
         }
     }
 
@@ -178,21 +188,13 @@ fn with_route(resp: &mut Response, trace: &Trace, answered_model: Option<&str>) 
 
 /// The client's W3C `traceparent`, for continuing its trace.
 fn trace_context(headers: &HeaderMap, meta: &mut CallMeta) {
-    let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    let mut parts = tp.trim().split('-');
-    let (Some("00"), Some(trace), Some(span), Some(_flags)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return;
-    };
-    let hex = |s: &str, n: usize| {
-        s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
-    };
-    if hex(trace, 32) && hex(span, 16) {
-        meta.trace_id = Some(trace.to_ascii_lowercase());
-        meta.parent_span_id = Some(span.to_ascii_lowercase());
+    if let Some((trace, span)) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(llmux_observe::parse_traceparent)
+    {
+        meta.trace_id = Some(trace);
+        meta.parent_span_id = Some(span);
     }
 }
 
@@ -263,6 +265,7 @@ async fn chat_inner(
         return Err((e, None));
     }
     let cx = context(id);
+    let in_flight = llmux_observe::in_flight(&req.model);
     if req.is_stream() {
         meta.operation = "chat_stream";
         let wants_usage = req.wants_stream_usage();
@@ -298,6 +301,7 @@ async fn chat_inner(
                 finish_reason: None,
                 error: None,
                 done: false,
+                _in_flight: in_flight,
             },
         );
         with_route(&mut resp, &trace, None);
@@ -413,6 +417,8 @@ struct StreamMeter {
     finish_reason: Option<String>,
     error: Option<ErrorKind>,
     done: bool,
+    /// Counts the stream in flight until its body is dropped.
+    _in_flight: llmux_observe::InFlight,
 }
 
 impl StreamMeter {
@@ -653,6 +659,28 @@ pub(crate) async fn model_info(State(shared): State<Arc<Shared>>, headers: Heade
     }
     json_response(&serde_json::json!({ "data": data }))
         .unwrap_or_else(|e| ApiError(e).into_response())
+}
+
+/// `GET /metrics`: Prometheus text exposition (label sets are bounded; no auth, like
+/// LiteLLM's).
+pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(handle) = &shared.metrics else {
+        return ApiError(
+            Error::new(ErrorKind::NotFound, "metrics are not enabled").with_code("unknown_route"),
+        )
+        .into_response();
+    };
+    for (sink, dropped) in shared.meter.dropped() {
+        llmux_observe::set_sink_dropped_total(&sink, dropped);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn liveliness() -> Response {

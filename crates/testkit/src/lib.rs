@@ -11,10 +11,14 @@
 
 mod anthropic;
 mod gemini;
+mod langfuse;
 mod openai;
+mod otlp;
 mod recorder;
 
 pub use anthropic::AnthropicMock;
 pub use gemini::GeminiMock;
+pub use langfuse::{LangfuseEvent, LangfuseMock};
 pub use openai::OpenAiMock;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use recorder::{Fault, RecordedRequest};
