@@ -193,7 +193,23 @@ fn python_client_check() -> Result<(), String> {
     c.arg(root.join("tests/python/openai_client_check.py"))
         .arg(format!("http://127.0.0.1:{port}"))
         .arg(key);
-    run("official openai Python client against the gateway", c)
+    run("official openai Python client against the gateway", c)?;
+
+    let mut c = cargo();
+    c.args([
+        "test",
+        "-p",
+        "llmux-e2e",
+        "--test",
+        "python_providers",
+        "--",
+        "--ignored",
+    ])
+    .env("LLMUX_PYTHON", &py);
+    run(
+        "official openai Python client against every provider's mock",
+        c,
+    )
 }
 
 /// The side-by-side overhead benchmark, driven by the shared harness

@@ -281,6 +281,67 @@ async fn chat(
     });
     let id = "chatcmpl-mock123";
     let created = 1_700_000_000u64;
+    // "call tool …" with tools offered: answer with a call of the first tool.
+    let tool = req["tools"]
+        .as_array()
+        .and_then(|t| t.first())
+        .and_then(|t| t["function"]["name"].as_str())
+        .filter(|_| reply.starts_with("call tool"))
+        .map(str::to_owned);
+    if let Some(name) = tool {
+        let args = json!({"query": reply.trim_start_matches("call tool").trim()}).to_string();
+        if req["stream"] != Value::Bool(true) {
+            return axum::Json(json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                    "refusal": null, "tool_calls": [{"id": "call_mock1", "type": "function",
+                    "function": {"name": name, "arguments": args}}]},
+                    "logprobs": null, "finish_reason": "tool_calls"}],
+                "usage": usage
+            }))
+            .into_response();
+        }
+        let half = args.len() / 2;
+        let chunk = |choices: Value, usage: Value| {
+            let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": choices});
+            if !usage.is_null() {
+                v["usage"] = usage;
+            }
+            Bytes::from(format!("data: {v}\n\n"))
+        };
+        let mut events = vec![
+            chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": [
+                {"index": 0, "id": "call_mock1", "type": "function", "function": {"name": name, "arguments": ""}}]},
+                "finish_reason": null}]),
+                Value::Null,
+            ),
+            chunk(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": &args[..half]}}]},
+                "finish_reason": null}]),
+                Value::Null,
+            ),
+            chunk(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": &args[half..]}}]},
+                "finish_reason": null}]),
+                Value::Null,
+            ),
+            chunk(
+                json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
+                Value::Null,
+            ),
+        ];
+        if req["stream_options"]["include_usage"] == Value::Bool(true) {
+            events.push(chunk(json!([]), usage));
+        }
+        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(stream))
+            .expect("valid response");
+    }
     if req["stream"] != Value::Bool(true) {
         return axum::Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
