@@ -63,6 +63,8 @@ pub struct CallRecord {
     pub attempts: u32,
     /// The fallback model group that answered, if any.
     pub fallback: Option<String>,
+    /// Times a broken stream was continued on another deployment.
+    pub stream_resumptions: u32,
     /// W3C trace id (32 hex) continued from the client's `traceparent`, or new.
     pub trace_id: Option<String>,
     /// The client's span id (16 hex) from `traceparent`, the parent of this call's span.

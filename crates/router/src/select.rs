@@ -172,10 +172,19 @@ pub(crate) fn select(
     let mut why = Unavailable::default();
     let deployments = &group.deployments;
     let carries = |d: &Deployment, tags: &[String]| tags.iter().all(|t| d.tags.contains(t));
+    // Tags route only within groups that use them: in a group where no deployment carries
+    // a tag, request tags are attribution only (spend reports) and filter nothing.
+    let routes_by_tag = deployments.iter().any(|d| !d.tags.is_empty());
+    let no_tags: &[String] = &[];
+    let wanted = if routes_by_tag {
+        &want.tags[..]
+    } else {
+        no_tags
+    };
     let mut tagged: Vec<usize> = (0..deployments.len())
-        .filter(|i| carries(&deployments[*i], &want.tags))
+        .filter(|i| carries(&deployments[*i], wanted))
         .collect();
-    if tagged.is_empty() && !want.tags.is_empty() {
+    if tagged.is_empty() && !wanted.is_empty() {
         let default = ["default".to_owned()];
         tagged = (0..deployments.len())
             .filter(|i| carries(&deployments[*i], &default))

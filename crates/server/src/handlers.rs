@@ -259,6 +259,12 @@ async fn chat_inner(
     let req: ChatRequest = parse(body).map_err(|e| (e, None))?;
     meta.model_group.clone_from(&req.model);
     meta.end_user.clone_from(&req.user);
+    meta.tags = crate::metering::tags(
+        &req.extra,
+        req.metadata.as_ref(),
+        headers.get("x-llmux-tags").and_then(|v| v.to_str().ok()),
+    )
+    .map_err(|e| (e, None))?;
     if req.messages.is_empty() {
         let e = Error::bad_request("'messages' must contain at least one message")
             .with_param("messages");
@@ -562,6 +568,12 @@ pub(crate) async fn embeddings(
         let req: EmbeddingRequest = parse(body).map_err(|e| (e, None))?;
         meta.model_group.clone_from(&req.model);
         meta.end_user.clone_from(&req.user);
+        meta.tags = crate::metering::tags(
+            &req.extra,
+            None,
+            headers.get("x-llmux-tags").and_then(|v| v.to_str().ok()),
+        )
+        .map_err(|e| (e, None))?;
         if req.input.is_empty() {
             let e = Error::bad_request("'input' must not be empty").with_param("input");
             return Err((e, None));

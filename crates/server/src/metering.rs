@@ -20,6 +20,7 @@ pub(crate) struct CallMeta {
     pub(crate) end_user: Option<String>,
     pub(crate) trace_id: Option<String>,
     pub(crate) parent_span_id: Option<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 /// How a call ended.
@@ -52,6 +53,7 @@ impl CallMeta {
             end_user: None,
             trace_id: None,
             parent_span_id: None,
+            tags: Vec::new(),
         }
     }
 
@@ -106,6 +108,8 @@ impl CallMeta {
             fallback: t
                 .filter(|t| t.fallback_used())
                 .and_then(|t| t.final_model_group.clone()),
+            stream_resumptions: t.map_or(0, |t| t.resumptions),
+            tags: self.tags.clone(),
             trace_id: self.trace_id.clone(),
             parent_span_id: self.parent_span_id.clone(),
             finish_reason: o.finish_reason.map(str::to_owned),
@@ -137,4 +141,55 @@ pub(crate) fn price(
 /// One token per four characters: the estimate used when an upstream reports no usage.
 pub(crate) fn estimate_tokens(chars: u64) -> u64 {
     chars.div_ceil(4)
+}
+
+/// Most tags one call may carry, and the longest tag.
+pub(crate) const MAX_TAGS: usize = 32;
+pub(crate) const MAX_TAG_LEN: usize = 64;
+
+/// The call's attribution tags: `metadata.tags`, top-level `tags`, and the `x-llmux-tags`
+/// header (comma-separated), de-duplicated in order. Bounded in count and length; a tag
+/// that is not a non-empty string of printable characters is a 400.
+pub(crate) fn tags(
+    extra: &llmux_core::JsonObject,
+    metadata: Option<&llmux_core::JsonObject>,
+    header: Option<&str>,
+) -> Result<Vec<String>, llmux_core::Error> {
+    let mut out: Vec<String> = Vec::new();
+    let bad = |why: String| llmux_core::Error::bad_request(why).with_param("tags");
+    let mut push = |t: &str| -> Result<(), llmux_core::Error> {
+        let t = t.trim();
+        if t.is_empty() || t.len() > MAX_TAG_LEN || t.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "each tag must be 1 to {MAX_TAG_LEN} printable characters"
+            )));
+        }
+        if !out.iter().any(|o| o == t) {
+            if out.len() == MAX_TAGS {
+                return Err(bad(format!("at most {MAX_TAGS} tags per call")));
+            }
+            out.push(t.to_owned());
+        }
+        Ok(())
+    };
+    for source in [metadata.and_then(|m| m.get("tags")), extra.get("tags")]
+        .into_iter()
+        .flatten()
+    {
+        let list = source
+            .as_array()
+            .ok_or_else(|| bad("'tags' must be an array of strings".into()))?;
+        for t in list {
+            push(
+                t.as_str()
+                    .ok_or_else(|| bad("'tags' must be an array of strings".into()))?,
+            )?;
+        }
+    }
+    if let Some(h) = header {
+        for t in h.split(',').filter(|t| !t.trim().is_empty()) {
+            push(t)?;
+        }
+    }
+    Ok(out)
 }

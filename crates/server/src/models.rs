@@ -110,6 +110,9 @@ impl ModelTable {
             .price_for(self.pricing.table, provider, model)
             .cloned()
             .map(Arc::new);
+        if found.is_none() {
+            llmux_observe::record_unknown_model_price(provider, model);
+        }
         let mut cache = self.prices.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() < PRICE_CACHE_LIMIT {
             cache.insert(key, found.clone());

@@ -395,15 +395,17 @@ async fn chat(
     };
     let broken = break_after.is_some();
     let stream = futures_util::stream::unfold(
-        (events.into_iter(), guard, false),
-        move |(mut it, mut guard, first_sent)| async move {
+        (events.into_iter(), guard, 0usize),
+        move |(mut it, mut guard, sent): (_, StreamGuard, usize)| async move {
             let next = it.next();
             match next {
                 Some(b) => {
-                    if first_sent && !delay.is_zero() {
+                    // The role chunk and the first piece of text go out at once; the pause
+                    // comes before each later chunk (a stall mid-answer).
+                    if sent >= 2 && !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
-                    Some((Ok::<_, std::io::Error>(b), (it, guard, true)))
+                    Some((Ok::<_, std::io::Error>(b), (it, guard, sent + 1)))
                 }
                 None if broken => {
                     // Let what was sent reach the client before the connection breaks.
@@ -411,7 +413,7 @@ async fn chat(
                     guard.completed = true;
                     Some((
                         Err(std::io::Error::other("injected broken stream")),
-                        (it, guard, true),
+                        (it, guard, sent),
                     ))
                 }
                 None => {

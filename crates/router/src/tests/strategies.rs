@@ -378,3 +378,19 @@ async fn prompts_too_large_for_a_deployment_skip_it() {
     assert_eq!(e.error.kind(), llmux_core::ErrorKind::ContextWindowExceeded);
     assert_eq!(large.calls(), 10);
 }
+
+#[tokio::test(start_paused = true)]
+async fn tags_in_a_group_without_tagged_deployments_are_attribution_only() {
+    let (a, b) = (Fake::ok("a"), Fake::ok("b"));
+    let r = router(settings(), vec![("m", vec![dep("a", &a), dep("b", &b)])]);
+    let mut q = req("m");
+    q.metadata = Some(
+        json!({"tags": ["feature:summarize"]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    q.extra.insert("tags".into(), json!(["team-a"]));
+    let t = r.chat(q, &cx()).await.unwrap().trace.snapshot();
+    assert!(["a", "b"].contains(&trace_of(&t).as_str()));
+}
