@@ -246,3 +246,29 @@ async fn health_checks_every_deployment() {
         "upstream_unavailable"
     );
 }
+
+#[tokio::test]
+async fn a_catch_all_route_serves_any_name() {
+    llmux::link_providers();
+    let yaml =
+        "models:\n  - name: known\n    model: mock/echo\n  - name: \"*\"\n    model: mock/*\n";
+    let config = Config::from_str(yaml, "yaml", "catch-all.yaml", &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gw = llmux::gateway()
+        .config(config)
+        .build()
+        .unwrap()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&json!({"model": "whatever-you-like", "messages": [{"role": "user", "content": "any"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmux-provider"], "mock");
+    assert_eq!(resp.headers()["x-llmux-model"], "whatever-you-like");
+}

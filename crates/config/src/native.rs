@@ -427,7 +427,7 @@ fn build_models(raw: Vec<RawModel>, e: &mut Errors<'_>) -> Vec<ModelEntry> {
             );
             continue;
         };
-        if r.is_wildcard() && !m.name.ends_with("/*") {
+        if r.is_wildcard() && !m.name.ends_with("/*") && m.name != "*" {
             e.invalid(
                 &at("name"),
                 format!(
@@ -549,6 +549,8 @@ fn build_models(raw: Vec<RawModel>, e: &mut Errors<'_>) -> Vec<ModelEntry> {
 
 /// Names the router can serve: groups, aliases and names under a `provider/*` route.
 struct Served<'a> {
+    /// A `*` entry serves every name.
+    catch_all: bool,
     groups: BTreeSet<&'a str>,
     wildcards: Vec<&'a str>,
     aliases: &'a BTreeMap<String, ModelGroupAlias>,
@@ -556,7 +558,8 @@ struct Served<'a> {
 
 impl Served<'_> {
     fn contains(&self, name: &str) -> bool {
-        self.groups.contains(name)
+        self.catch_all
+            || self.groups.contains(name)
             || self.aliases.contains_key(name)
             || self.wildcards.iter().any(|p| {
                 name.len() > p.len() + 1 && name.starts_with(p) && name.as_bytes()[p.len()] == b'/'
@@ -635,6 +638,7 @@ fn build_router(raw: RawRouter, models: &[ModelEntry], e: &mut Errors<'_>) -> Ro
     }
 
     let served = Served {
+        catch_all: models.iter().any(|m| m.name == "*"),
         groups,
         wildcards: models
             .iter()

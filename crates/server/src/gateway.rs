@@ -136,11 +136,7 @@ impl Gateway {
     pub fn routes(&self) -> (Vec<String>, Vec<(String, &'static str)>) {
         let st = self.shared.load();
         let names = st.models.names().into_iter().map(str::to_owned).collect();
-        let wildcards = st
-            .models
-            .wildcards()
-            .map(|(p, provider)| (format!("{p}/*"), provider))
-            .collect();
+        let wildcards = st.models.wildcards().collect();
         (names, wildcards)
     }
 
@@ -530,7 +526,7 @@ impl Inputs {
             let (name, settings) = (entry.name.as_str(), &entry.deployment);
             let factory = llmux_core::find_provider(&settings.provider)
                 .ok_or_else(|| unknown(key, &settings.provider))?;
-            if let Some(prefix) = name.strip_suffix("/*") {
+            if let Some(prefix) = name.strip_suffix("/*").or((name == "*").then_some("")) {
                 wildcards.push(WildcardTemplate {
                     prefix: prefix.to_owned(),
                     factory,
@@ -600,11 +596,21 @@ impl Inputs {
         }
         for w in &wildcards {
             let (factory, template, prefix) = (w.factory, w.template.clone(), w.prefix.clone());
-            router = router.wildcard(Wildcard::new(format!("{prefix}/*"), move |model: &str| {
-                let own = model
-                    .strip_prefix(prefix.as_str())
-                    .and_then(|m| m.strip_prefix('/'))
-                    .unwrap_or(model);
+            let pattern = if prefix.is_empty() {
+                "*".to_owned()
+            } else {
+                format!("{prefix}/*")
+            };
+            router = router.wildcard(Wildcard::new(pattern, move |model: &str| {
+                // `prefix/*` serves `prefix/<model>`; `*` passes the whole name on.
+                let own = if prefix.is_empty() {
+                    model
+                } else {
+                    model
+                        .strip_prefix(prefix.as_str())
+                        .and_then(|m| m.strip_prefix('/'))
+                        .unwrap_or(model)
+                };
                 (factory.build)(&template.for_model(own))
             }));
         }

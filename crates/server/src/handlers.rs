@@ -662,9 +662,9 @@ pub(crate) async fn model_info(State(shared): State<Arc<Shared>>, headers: Heade
     for (alias, group) in router.aliases() {
         data.push(serde_json::json!({"model_name": alias, "model_info": {"alias_of": group}}));
     }
-    for (prefix, provider) in st.models.wildcards() {
+    for (pattern, provider) in st.models.wildcards() {
         data.push(serde_json::json!({
-            "model_name": format!("{prefix}/*"),
+            "model_name": pattern,
             "litellm_params": {"model": format!("{provider}/*")},
             "model_info": {"litellm_provider": provider, "priced": null},
         }));
@@ -802,7 +802,7 @@ pub(crate) async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap
         "unhealthy_count": unhealthy.len(),
         "healthy_endpoints": healthy,
         "unhealthy_endpoints": unhealthy,
-        "wildcards": st.models.wildcards().map(|(p, provider)| serde_json::json!({"model": format!("{p}/*"), "provider": provider})).collect::<Vec<_>>(),
+        "wildcards": st.models.wildcards().map(|(p, provider)| serde_json::json!({"model": p, "provider": provider})).collect::<Vec<_>>(),
     });
     json_response(&body).unwrap_or_else(|e| ApiError(e).into_response())
 }

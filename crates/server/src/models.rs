@@ -77,11 +77,16 @@ impl ModelTable {
         self.router.model_groups().collect()
     }
 
-    /// Wildcard prefixes and their provider names.
-    pub fn wildcards(&self) -> impl Iterator<Item = (&str, &'static str)> {
-        self.wildcards
-            .iter()
-            .map(|w| (w.prefix.as_str(), w.factory.name))
+    /// Wildcard routes (`prefix/*`, or `*` for the catch-all) and their provider names.
+    pub fn wildcards(&self) -> impl Iterator<Item = (String, &'static str)> + '_ {
+        self.wildcards.iter().map(|w| {
+            let pattern = if w.prefix.is_empty() {
+                "*".to_owned()
+            } else {
+                format!("{}/*", w.prefix)
+            };
+            (pattern, w.factory.name)
+        })
     }
 
     /// The price of a deployment's calls: its own override when configured, else the price
@@ -147,11 +152,14 @@ impl ModelTable {
             let listing =
                 tokio::time::timeout(std::time::Duration::from_secs(5), p.list_models(cx)).await;
             match listing {
-                Ok(Ok(list)) => cards.extend(
-                    list.data
-                        .into_iter()
-                        .map(|m| ModelCard::new(format!("{}/{}", w.prefix, m.id), w.factory.name)),
-                ),
+                Ok(Ok(list)) => cards.extend(list.data.into_iter().map(|m| {
+                    let id = if w.prefix.is_empty() {
+                        m.id
+                    } else {
+                        format!("{}/{}", w.prefix, m.id)
+                    };
+                    ModelCard::new(id, w.factory.name)
+                })),
                 Ok(Err(e)) => {
                     tracing::debug!(prefix = %w.prefix, error = %e, "wildcard model listing failed");
                 }
