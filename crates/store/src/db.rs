@@ -1,0 +1,313 @@
+//! Backend plumbing: one enum over a SQLite and a PostgreSQL pool, statements written once.
+//!
+//! Every statement in this crate is plain SQL that both backends accept, with `$1, $2, …`
+//! placeholders (SQLite reads `$N` as the N-th argument, PostgreSQL natively) and arguments
+//! from the small [`Arg`] set, so each query is written once and run on either pool. Rows
+//! decode into `#[derive(sqlx::FromRow)]` structs, which implement `FromRow` for both row types.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::{Result, StoreError};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a [`crate::Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (WAL mode) or in-memory database.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest pool size (SQLite in-memory databases always use one connection).
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection, including connecting, before failing. This is
+    /// also how quickly the spend writer notices an unreachable database.
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a statement waits on a locked database before failing.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One argument of a statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bool(bool),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Self::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Self::Int(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Self::Text(Some(v))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Self::Text(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Self::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Self::Text(v.map(str::to_owned))
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+/// Collects arguments and hands out their `$N` placeholders.
+#[derive(Debug, Default)]
+pub(crate) struct Args(pub(crate) Vec<Arg>);
+
+impl Args {
+    /// Add an argument; returns its placeholder (`$N`).
+    pub(crate) fn push(&mut self, a: impl Into<Arg>) -> String {
+        self.0.push(a.into());
+        format!("${}", self.0.len())
+    }
+}
+
+/// A row type readable from both backends.
+pub(crate) trait AnyRow:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+impl<T> AnyRow for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Int(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// The pools.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend.
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Db {
+    pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            let mut co = SqliteConnectOptions::from_str(url)?
+                .busy_timeout(opts.sqlite_busy_timeout)
+                .foreign_keys(true);
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !url.contains("mode=") {
+                // `sqlite://llmux.db` creates the file; an explicit `mode=` is respected.
+                co = co.create_if_missing(true);
+            }
+            if !in_memory {
+                co = co
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal);
+            }
+            let mut po = SqlitePoolOptions::new().acquire_timeout(opts.acquire_timeout);
+            po = if in_memory {
+                // Every connection to `:memory:` is its own database: keep exactly one, forever.
+                po.max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+            } else {
+                po.max_connections(opts.max_connections.max(1))
+            };
+            let pool = po.connect_with(co).await?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let co = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(co)
+                .await?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Self::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Self::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, args: Args) -> Result<u64> {
+        Ok(match self {
+            Self::Sqlite(p) => bind_args!(sqlx::query(sql), args.0)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            Self::Postgres(p) => bind_args!(sqlx::query(sql), args.0)
+                .execute(p)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    pub(crate) async fn fetch_all<T: AnyRow>(&self, sql: &str, args: Args) -> Result<Vec<T>> {
+        Ok(match self {
+            Self::Sqlite(p) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_all(p)
+                    .await?
+            }
+            Self::Postgres(p) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_all(p)
+                    .await?
+            }
+        })
+    }
+
+    pub(crate) async fn fetch_optional<T: AnyRow>(
+        &self,
+        sql: &str,
+        args: Args,
+    ) -> Result<Option<T>> {
+        Ok(match self {
+            Self::Sqlite(p) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_optional(p)
+                    .await?
+            }
+            Self::Postgres(p) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_optional(p)
+                    .await?
+            }
+        })
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            Self::Sqlite(t) => t.commit().await?,
+            Self::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
+        Ok(match self {
+            Self::Sqlite(t) => bind_args!(sqlx::query(sql), args.0)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Self::Postgres(t) => bind_args!(sqlx::query(sql), args.0)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    pub(crate) async fn fetch_all<T: AnyRow>(&mut self, sql: &str, args: Args) -> Result<Vec<T>> {
+        Ok(match self {
+            Self::Sqlite(t) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+            Self::Postgres(t) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+        })
+    }
+
+    pub(crate) async fn fetch_optional<T: AnyRow>(
+        &mut self,
+        sql: &str,
+        args: Args,
+    ) -> Result<Option<T>> {
+        Ok(match self {
+            Self::Sqlite(t) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_optional(&mut **t)
+                    .await?
+            }
+            Self::Postgres(t) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args.0)
+                    .fetch_optional(&mut **t)
+                    .await?
+            }
+        })
+    }
+}
