@@ -211,6 +211,8 @@ async fn official_python_client_against_every_provider() {
             .to_string()
         ),
     );
+    let mut vertex_claude = vertex.clone();
+    vertex_claude.model = "claude-sonnet-4-5".into();
     let mut az = DeploymentSettings::new("azure", "gpt4o-deploy");
     az.api_base = Some(azure.root_url());
     az.api_key = Some(Secret::new("az-test-key"));
@@ -231,6 +233,7 @@ async fn official_python_client_against_every_provider() {
         .model("claude", claude)
         .model("flash", flash)
         .model("vertex-flash", vertex)
+        .model("vertex-claude", vertex_claude)
         .model("azure-gpt", az)
         .build()
         .unwrap()
@@ -315,6 +318,34 @@ async fn official_python_client_against_every_provider() {
     }
     let b = base.clone();
     tokio::task::spawn_blocking(move || python(&b, "vertex-flash", "errors"))
+        .await
+        .unwrap();
+
+    // Claude on Vertex AI (the Anthropic codec over rawPredict).
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || python(&b, "vertex-claude", "features"))
+        .await
+        .unwrap();
+    let reqs = gemini.requests();
+    any(
+        &reqs,
+        "the Vertex Anthropic path with the Vertex body",
+        |r| {
+            r.path
+                .contains("/publishers/anthropic/models/claude-sonnet-4-5:")
+                && r.body["anthropic_version"] == "vertex-2023-10-16"
+                && r.body.get("model").is_none()
+        },
+    );
+    any(&reqs, "a tool_result block", |r| {
+        r.path.contains("/publishers/anthropic/")
+            && contains(&r.body["messages"], "\"tool_result\"")
+    });
+    for f in anthropic_faults() {
+        gemini.push_fault(f);
+    }
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || python(&b, "vertex-claude", "errors"))
         .await
         .unwrap();
 

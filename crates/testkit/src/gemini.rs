@@ -1,18 +1,33 @@
-//! A mock of Google's Gemini API and of Vertex AI's Gemini endpoints, with a fake OAuth2
-//! token endpoint.
+//! A mock of Google's Gemini API and of Vertex AI's Gemini and Anthropic (Claude)
+//! endpoints, with a fake OAuth2 token endpoint.
 //!
 //! Paths: `POST /v1beta/models/{model}:{method}` (Gemini API) and
 //! `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{method}` (Vertex),
 //! `method` one of `generateContent`, `streamGenerateContent` (`?alt=sse` required),
-//! `embedContent` / `batchEmbedContents` (Gemini API) or `predict` (Vertex); and
-//! `POST /token`, a JWT-bearer grant whose assertion's claims are checked (not its
-//! signature) before an access token is issued.
+//! `embedContent` / `batchEmbedContents` (Gemini API) or `predict` (Vertex);
+//! `POST /v1/projects/{p}/locations/{l}/publishers/anthropic/models/{model}:rawPredict` and
+//! `:streamRawPredict` (Claude on Vertex); and `POST /token`, a JWT-bearer grant whose
+//! assertion's claims are checked (not its signature) before an access token is issued.
+//! Every Vertex path wants a bearer token the mock issued (or was told to accept).
 //!
-//! Answers echo the last user text; when tools are declared and that text starts with
-//! "call tool", the answer calls the first declared function with `{"input": <rest>}`.
+//! Gemini answers echo the last user text; when tools are declared and that text starts
+//! with "call tool", the answer calls the first declared function with `{"input": <rest>}`.
 //! After a function response, the answer is `tool said: <response JSON>`. With
 //! `thinkingConfig.includeThoughts` a thought part comes first. Token counts are
 //! whitespace-separated words, so tests can compute what to expect.
+//!
+//! The Claude paths speak Anthropic's Messages format, as Vertex relays it: the body must
+//! carry `"anthropic_version": "vertex-2023-10-16"` and no `model` (it is in the URL), and
+//! `"stream": true` exactly when the method is `streamRawPredict`; otherwise the answer is
+//! a 400 in Anthropic's error shape. The answer is a message (or Anthropic's SSE sequence:
+//! `message_start`, `content_block_start`, `ping`, `content_block_delta`s,
+//! `content_block_stop`, `message_delta`, `message_stop`) holding one block: the last user
+//! message's text echoed; or a `tool_use` block calling `{"input": <rest>}` when tools are
+//! declared and that text starts with "call tool" (or `tool_choice` is `any`, or names a
+//! tool: then the input is the whole text); or `tool said: <result>` when the last user
+//! turn holds only `tool_result` blocks. A [`Fault::Status`] body is sent as given, so a
+//! test picks the error's shape — Google's (raised by Vertex) or Anthropic's (raised by the
+//! model server, see `AnthropicMock::error_body`). Stream faults count SSE events.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,7 +73,12 @@ struct MockState {
 enum Api {
     Gemini,
     Vertex,
+    /// Claude on Vertex: Google's authentication, Anthropic's format.
+    VertexAnthropic,
 }
+
+/// The `anthropic_version` Vertex AI wants in a Claude request body.
+const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 
 impl GeminiMock {
     /// Start a mock whose Gemini API paths accept any key (Vertex paths always want a token
@@ -91,6 +111,10 @@ impl GeminiMock {
                 "/v1/projects/{project}/locations/{location}/publishers/google/models/{model_method}",
                 post(vertex),
             )
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model_method}",
+                post(vertex_anthropic),
+            )
             .route("/token", post(token))
             .fallback(not_found)
             .with_state(state.clone());
@@ -115,7 +139,8 @@ impl GeminiMock {
         self.addr
     }
 
-    /// Every Gemini/Vertex request received so far (token requests are only counted).
+    /// Every Gemini/Vertex request received so far, Claude ones included (token requests
+    /// are only counted).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.recorder.requests()
     }
@@ -173,6 +198,19 @@ fn google_error(status: StatusCode, message: &str, code: &str, details: Option<V
 
 fn invalid_argument(message: &str) -> Response {
     google_error(StatusCode::BAD_REQUEST, message, "INVALID_ARGUMENT", None)
+}
+
+/// Anthropic's error body, as the Claude model server answers through Vertex.
+fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(crate::AnthropicMock::error_body(kind, message)),
+    )
+        .into_response()
+}
+
+fn anthropic_invalid(message: &str) -> Response {
+    anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
@@ -263,12 +301,14 @@ async fn admit(
     });
     match api {
         Api::Gemini => check_api_key(st, headers).map_err(|r| *r)?,
-        Api::Vertex => check_bearer(st, headers).map_err(|r| *r)?,
+        Api::Vertex | Api::VertexAnthropic => check_bearer(st, headers).map_err(|r| *r)?,
     }
     if parsed.is_null() {
-        return Err(invalid_argument(
-            "Invalid JSON payload received. Unexpected end of string.",
-        ));
+        return Err(if api == Api::VertexAnthropic {
+            anthropic_invalid("The request body is not valid JSON.")
+        } else {
+            invalid_argument("Invalid JSON payload received. Unexpected end of string.")
+        });
     }
     match st.recorder.next_fault() {
         Some(Fault::Status {
@@ -291,7 +331,11 @@ async fn admit(
         Some(Fault::TruncatedJson) => Err((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            r#"{"candidates": [{"content": {"parts": [{"text": "hel"#,
+            if api == Api::VertexAnthropic {
+                r#"{"id":"msg_vrtx_trunc","type":"message","role":"assistant","content":[{"type":"te"#
+            } else {
+                r#"{"candidates": [{"content": {"parts": [{"text": "hel"#
+            },
         )
             .into_response()),
         other => Ok((parsed, other)),
@@ -554,12 +598,17 @@ fn stream(st: &MockState, req: &Value, model: &str, fault: Option<Fault>) -> Res
     if let Some(k) = break_after {
         events.truncate(k);
     }
+    sse_response(st, events, delay, break_after.is_some())
+}
+
+/// An event-stream response sending `events` (with `delay` between them), counted as
+/// completed or cancelled; `broken` ends it with a connection error instead.
+fn sse_response(st: &MockState, events: Vec<Bytes>, delay: Duration, broken: bool) -> Response {
     st.recorder.streams_started.fetch_add(1, Ordering::SeqCst);
     let guard = StreamGuard {
         recorder: st.recorder.clone(),
         completed: false,
     };
-    let broken = break_after.is_some();
     let body = futures_util::stream::unfold(
         (events.into_iter(), guard, false),
         move |(mut it, mut guard, first_sent)| async move {
@@ -648,6 +697,232 @@ fn predict(req: &Value) -> Response {
         "metadata": {"billableCharacterCount": chars}
     }))
     .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// Claude on Vertex (Anthropic's Messages format over rawPredict / streamRawPredict)
+// ---------------------------------------------------------------------------------------
+
+async fn vertex_anthropic(
+    State(st): State<Arc<MockState>>,
+    Path((_project, _location, model_method)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((model, method)) = model_method.split_once(':') else {
+        return not_found(Method::POST, uri).await;
+    };
+    let streaming = match method {
+        "rawPredict" => false,
+        "streamRawPredict" => true,
+        _ => return not_found(Method::POST, uri).await,
+    };
+    let (req, fault) = match admit(&st, Api::VertexAnthropic, &uri, &headers, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = check_claude_body(&req, streaming) {
+        return *resp;
+    }
+    let a = claude_answer(&req);
+    if streaming {
+        claude_stream(&st, &a, model, fault)
+    } else {
+        axum::Json(claude_message(&a, model)).into_response()
+    }
+}
+
+/// What Vertex and the model server refuse before answering.
+fn check_claude_body(req: &Value, streaming: bool) -> Result<(), Box<Response>> {
+    let refuse = |m: &str| Err(Box::new(anthropic_invalid(m)));
+    if req.get("model").is_some() {
+        return refuse("model: not allowed in the body on Vertex AI (the URL names the model)");
+    }
+    match req.get("anthropic_version").and_then(Value::as_str) {
+        Some(VERTEX_ANTHROPIC_VERSION) => {}
+        Some(other) => {
+            return refuse(&format!(
+                "anthropic_version: '{other}' is not supported, use '{VERTEX_ANTHROPIC_VERSION}'"
+            ));
+        }
+        None => return refuse("anthropic_version: Field required"),
+    }
+    let Some(messages) = req["messages"].as_array().filter(|m| !m.is_empty()) else {
+        return refuse("messages: Field required");
+    };
+    if messages
+        .iter()
+        .any(|m| !matches!(m["role"].as_str(), Some("user" | "assistant")))
+    {
+        return refuse("messages: roles must be 'user' or 'assistant'");
+    }
+    if req["max_tokens"].as_u64().is_none() {
+        return refuse("max_tokens: Field required");
+    }
+    if (req["stream"] == Value::Bool(true)) != streaming {
+        return refuse(if streaming {
+            "streamRawPredict needs \"stream\": true"
+        } else {
+            "rawPredict answers one message: \"stream\": true belongs on streamRawPredict"
+        });
+    }
+    Ok(())
+}
+
+/// The text of an Anthropic `content` (a string, or its text blocks joined by spaces).
+fn claude_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+enum ClaudeBlock {
+    Text(String),
+    ToolUse { name: String, input: Value },
+}
+
+struct ClaudeAnswer {
+    block: ClaudeBlock,
+    stop_reason: &'static str,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+const CLAUDE_MESSAGE_ID: &str = "msg_vrtx_01MockClaudeMessage0001";
+const CLAUDE_TOOL_USE_ID: &str = "toolu_vrtx_01MockToolUse0001";
+
+fn claude_answer(req: &Value) -> ClaudeAnswer {
+    let messages = req["messages"].as_array().map_or(&[][..], Vec::as_slice);
+    let input_tokens = words(&claude_text(&req["system"]))
+        + messages
+            .iter()
+            .map(|m| words(&claude_text(&m["content"])))
+            .sum::<u64>();
+    let last_user = messages.iter().rev().find(|m| m["role"] == "user");
+    let text = last_user.map_or_else(String::new, |m| claude_text(&m["content"]));
+    let tool_result = last_user
+        .and_then(|m| m["content"].as_array())
+        .and_then(|bs| bs.iter().find(|b| b["type"] == "tool_result"));
+    let tools = req["tools"].as_array().filter(|t| !t.is_empty());
+    let asked = text.starts_with("call tool");
+    let tool = tools.and_then(|tools| match req["tool_choice"]["type"].as_str() {
+        Some("tool") => tools
+            .iter()
+            .find(|t| t["name"] == req["tool_choice"]["name"]),
+        Some("any") => tools.first(),
+        Some("none") => None,
+        _ => tools.first().filter(|_| asked),
+    });
+    if let Some(tool) = tool {
+        let input = if asked {
+            text["call tool".len()..].trim()
+        } else {
+            text.as_str()
+        };
+        return ClaudeAnswer {
+            block: ClaudeBlock::ToolUse {
+                name: tool["name"].as_str().unwrap_or("tool").to_owned(),
+                input: json!({ "input": input }),
+            },
+            stop_reason: "tool_use",
+            input_tokens,
+            output_tokens: words(input) + 1,
+        };
+    }
+    let answer = match tool_result {
+        Some(r) if text.is_empty() => format!("tool said: {}", claude_text(&r["content"])),
+        _ => text,
+    };
+    ClaudeAnswer {
+        output_tokens: words(&answer),
+        block: ClaudeBlock::Text(answer),
+        stop_reason: "end_turn",
+        input_tokens,
+    }
+}
+
+fn claude_message(a: &ClaudeAnswer, model: &str) -> Value {
+    let block = match &a.block {
+        ClaudeBlock::Text(t) => json!({"type": "text", "text": t}),
+        ClaudeBlock::ToolUse { name, input } => {
+            json!({"type": "tool_use", "id": CLAUDE_TOOL_USE_ID, "name": name, "input": input})
+        }
+    };
+    json!({
+        "id": CLAUDE_MESSAGE_ID,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [block],
+        "stop_reason": a.stop_reason,
+        "stop_sequence": null,
+        "usage": {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens}
+    })
+}
+
+fn claude_stream(st: &MockState, a: &ClaudeAnswer, model: &str, fault: Option<Fault>) -> Response {
+    let (n, delay, break_after) = match fault {
+        Some(Fault::SlowStream { chunks, delay }) => (chunks, delay, None),
+        Some(Fault::BrokenStream { after_chunks }) => (4, Duration::ZERO, Some(after_chunks)),
+        _ => (4, Duration::ZERO, None),
+    };
+    let event = |data: Value| -> Bytes {
+        let name = data["type"].as_str().unwrap_or("unknown").to_owned();
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    };
+    let (start, deltas): (Value, Vec<Value>) = match &a.block {
+        ClaudeBlock::Text(t) => (
+            json!({"type": "text", "text": ""}),
+            pieces(t, n)
+                .into_iter()
+                .map(|p| json!({"type": "text_delta", "text": p}))
+                .collect(),
+        ),
+        ClaudeBlock::ToolUse { name, input } => {
+            // Like the real service: an empty fragment first, then the JSON in pieces.
+            let mut d = vec![json!({"type": "input_json_delta", "partial_json": ""})];
+            d.extend(
+                pieces(&input.to_string(), n)
+                    .into_iter()
+                    .map(|p| json!({"type": "input_json_delta", "partial_json": p})),
+            );
+            (
+                json!({"type": "tool_use", "id": CLAUDE_TOOL_USE_ID, "name": name, "input": {}}),
+                d,
+            )
+        }
+    };
+    let mut events = vec![
+        event(json!({"type": "message_start", "message": {
+            "id": CLAUDE_MESSAGE_ID, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": a.input_tokens, "output_tokens": 1}
+        }})),
+        event(json!({"type": "content_block_start", "index": 0, "content_block": start})),
+        event(json!({"type": "ping"})),
+    ];
+    events.extend(
+        deltas
+            .into_iter()
+            .map(|d| event(json!({"type": "content_block_delta", "index": 0, "delta": d}))),
+    );
+    events.push(event(json!({"type": "content_block_stop", "index": 0})));
+    events.push(event(json!({"type": "message_delta",
+        "delta": {"stop_reason": a.stop_reason, "stop_sequence": null},
+        "usage": {"output_tokens": a.output_tokens}})));
+    events.push(event(json!({"type": "message_stop"})));
+    if let Some(k) = break_after {
+        events.truncate(k);
+    }
+    sse_response(st, events, delay, break_after.is_some())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,21 +1,24 @@
 //! `llmux-provider-gemini`: Google's Gemini models through two providers, `gemini` (the
-//! Gemini API, an API key) and `vertex_ai` (Vertex AI, OAuth2 from a service account).
+//! Gemini API, an API key) and `vertex_ai` (Vertex AI, OAuth2 from a service account), and
+//! Anthropic's Claude models on Vertex AI (`vertex_ai/claude-…`).
 //!
 //! Owns: translating canonical chat and embedding requests to Gemini's `generateContent`,
 //! `streamGenerateContent`, `embedContent`/`batchEmbedContents` and Vertex `predict` bodies
 //! and back ([`codec`], pure), Google's error bodies, and Vertex authentication — signing
 //! a service-account JWT, exchanging it for an access token, caching and refreshing it
 //! ([`auth`]). [`Gemini`] is the thin async glue, one per deployment, with its URLs and
-//! headers prepared when it is built.
+//! headers prepared when it is built. [`VertexClaude`] ([`vertex_claude`]) serves Claude
+//! models on Vertex's `rawPredict` / `streamRawPredict` with the Anthropic provider's codec
+//! (no second Anthropic translation here) and the same Vertex authentication.
 //!
 //! Must not: depend on the router, cost, store or server crates; route, retry, price or
-//! authenticate clients — a provider serves one deployment. Anthropic models on Vertex
-//! (`vertex_ai/claude-…`) are not served here: building one is a clear 400.
+//! authenticate clients — a provider serves one deployment.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod codec;
+pub mod vertex_claude;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -35,6 +38,8 @@ use serde_json::Value;
 
 use crate::auth::{ServiceAccount, TokenSource};
 use crate::codec::{Api, EmbedMethod, EncodeOptions, ResponseMeta, StreamDecoder};
+use crate::vertex_claude::CLAUDE_MODEL_PREFIX;
+pub use crate::vertex_claude::VertexClaude;
 
 /// The Gemini API's host.
 pub const GEMINI_API_BASE: &str = "https://generativelanguage.googleapis.com";
@@ -159,6 +164,110 @@ fn shared_token_source(
     source
 }
 
+/// How a Vertex deployment authenticates.
+#[derive(Debug)]
+pub(crate) enum VertexAuth {
+    /// A pre-issued access token (`api_key`), sent as is.
+    Token(Secret),
+    /// Tokens from a service account, shared with every deployment of the same account.
+    Source(Arc<TokenSource>),
+}
+
+impl VertexAuth {
+    /// Puts a pre-issued token into `headers`; returns the token source otherwise.
+    pub(crate) fn apply(
+        self,
+        provider: &'static str,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<Arc<TokenSource>>, Error> {
+        match self {
+            Self::Token(token) => {
+                headers.insert(
+                    AUTHORIZATION,
+                    sensitive(provider, &format!("Bearer {}", token.expose()))?,
+                );
+                Ok(None)
+            }
+            Self::Source(source) => Ok(Some(source)),
+        }
+    }
+}
+
+/// What every Vertex deployment needs, whoever publishes the model: where (project,
+/// location, host) and how to authenticate. Read from the deployment's `params`.
+#[derive(Debug)]
+pub(crate) struct VertexTarget {
+    /// `{host}/v1/projects/{project}/locations/{location}`.
+    pub(crate) location_url: String,
+    pub(crate) auth: VertexAuth,
+    pub(crate) timeout: Duration,
+}
+
+impl VertexTarget {
+    pub(crate) fn new(name: &'static str, settings: &DeploymentSettings) -> Result<Self, Error> {
+        let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let account = match settings.params.get("vertex_credentials") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(ServiceAccount::load(name, s)?),
+            Some(v @ Value::Object(_)) => Some(ServiceAccount::from_json(name, &v.to_string())?),
+            Some(_) => {
+                return Err(bad(
+                    name,
+                    "vertex_credentials must be a file path or a service account key",
+                ));
+            }
+        };
+        let project = param_str(settings, "vertex_project")
+            .or_else(|| account.as_ref().and_then(ServiceAccount::project_id))
+            .ok_or_else(|| {
+                bad(
+                    name,
+                    "vertex_project is required (or credentials that name a project_id)",
+                )
+            })?
+            .to_owned();
+        check_segment(name, "vertex_project", &project)?;
+        let location = param_str(settings, "vertex_location").unwrap_or(DEFAULT_VERTEX_LOCATION);
+        check_segment(name, "vertex_location", location)?;
+        let host = match (&settings.api_base, location) {
+            (Some(base), _) => base.clone(),
+            (None, "global") => format!("https://{VERTEX_GLOBAL_HOST}"),
+            (None, loc) => format!("https://{loc}-{VERTEX_GLOBAL_HOST}"),
+        };
+        let auth = match (&settings.api_key, account) {
+            (Some(token), _) => VertexAuth::Token(token.clone()),
+            (None, Some(account)) => {
+                let token_uri = param_str(settings, "vertex_token_uri").map(str::to_owned);
+                VertexAuth::Source(shared_token_source(name, account, token_uri, timeout))
+            }
+            (None, None) => {
+                return Err(bad(
+                    name,
+                    "vertex_credentials (a service account key) or api_key (an access token) \
+                     is required",
+                ));
+            }
+        };
+        Ok(Self {
+            location_url: format!(
+                "{}/projects/{project}/locations/{location}",
+                versioned(&host, "v1")
+            ),
+            auth,
+            timeout,
+        })
+    }
+
+    /// `…/publishers/{publisher}/models/{model}`, the root of a model's methods.
+    pub(crate) fn model_url(&self, publisher: &str, model: &str) -> String {
+        format!(
+            "{}/publishers/{publisher}/models/{model}",
+            self.location_url
+        )
+    }
+}
+
 impl Gemini {
     /// A `gemini` deployment: the Gemini API at `api_base` (default [`GEMINI_API_BASE`]),
     /// the key sent in `x-goog-api-key` (never in the URL).
@@ -194,11 +303,13 @@ impl Gemini {
         })
     }
 
-    /// A `vertex_ai` deployment. `params`: `vertex_project` (default: the service account's
-    /// project), `vertex_location` (default [`DEFAULT_VERTEX_LOCATION`]; `global` uses the
-    /// global host), `vertex_credentials` (a service-account key file path, its JSON inline,
-    /// or the JSON object), `vertex_token_uri` (overrides the key's `token_uri`). A
-    /// pre-issued access token in `api_key` is used instead of credentials when set.
+    /// A `vertex_ai` deployment of a Gemini (or other Google-published) model. `params`:
+    /// `vertex_project` (default: the service account's project), `vertex_location`
+    /// (default [`DEFAULT_VERTEX_LOCATION`]; `global` uses the global host),
+    /// `vertex_credentials` (a service-account key file path, its JSON inline, or the JSON
+    /// object), `vertex_token_uri` (overrides the key's `token_uri`). A pre-issued access
+    /// token in `api_key` is used instead of credentials when set. Anthropic models
+    /// (`claude-…`) are refused here: they are served by [`VertexClaude`].
     pub fn vertex_ai(settings: &DeploymentSettings) -> Result<Self, Error> {
         let name = "vertex_ai";
         let model = settings.model.as_str();
@@ -206,68 +317,18 @@ impl Gemini {
             return Err(bad(
                 name,
                 format!(
-                    "Anthropic models on Vertex AI ('{model}') are not yet supported by this \
-                     provider"
+                    "'{model}' is an Anthropic model: it is served by the Vertex Claude \
+                     deployment (model ids starting with '{CLAUDE_MODEL_PREFIX}'), not the \
+                     Gemini one"
                 ),
             )
             .with_code("unsupported_model"));
         }
         check_segment(name, "model", model)?;
-        let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let account = match settings.params.get("vertex_credentials") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(ServiceAccount::load(name, s)?),
-            Some(v @ Value::Object(_)) => Some(ServiceAccount::from_json(name, &v.to_string())?),
-            Some(_) => {
-                return Err(bad(
-                    name,
-                    "vertex_credentials must be a file path or a service account key",
-                ));
-            }
-        };
-        let project = param_str(settings, "vertex_project")
-            .or_else(|| account.as_ref().and_then(ServiceAccount::project_id))
-            .ok_or_else(|| {
-                bad(
-                    name,
-                    "vertex_project is required (or credentials that name a project_id)",
-                )
-            })?
-            .to_owned();
-        check_segment(name, "vertex_project", &project)?;
-        let location = param_str(settings, "vertex_location").unwrap_or(DEFAULT_VERTEX_LOCATION);
-        check_segment(name, "vertex_location", location)?;
-        let host = match (&settings.api_base, location) {
-            (Some(base), _) => base.clone(),
-            (None, "global") => format!("https://{VERTEX_GLOBAL_HOST}"),
-            (None, loc) => format!("https://{loc}-{VERTEX_GLOBAL_HOST}"),
-        };
-        let root = format!(
-            "{}/projects/{project}/locations/{location}/publishers/google/models/{model}",
-            versioned(&host, "v1")
-        );
         let mut headers = base_headers(name, settings)?;
-        let token_source = match (&settings.api_key, account) {
-            (Some(token), _) => {
-                headers.insert(
-                    AUTHORIZATION,
-                    sensitive(name, &format!("Bearer {}", token.expose()))?,
-                );
-                None
-            }
-            (None, Some(account)) => {
-                let token_uri = param_str(settings, "vertex_token_uri").map(str::to_owned);
-                Some(shared_token_source(name, account, token_uri, timeout))
-            }
-            (None, None) => {
-                return Err(bad(
-                    name,
-                    "vertex_credentials (a service account key) or api_key (an access token) \
-                     is required",
-                ));
-            }
-        };
+        let target = VertexTarget::new(name, settings)?;
+        let root = target.model_url("google", model);
+        let token_source = target.auth.apply(name, &mut headers)?;
         Ok(Self {
             name,
             api: Api::Vertex,
@@ -278,7 +339,7 @@ impl Gemini {
             batch_embed_url: format!("{root}:predict"),
             headers,
             token_source,
-            timeout,
+            timeout: target.timeout,
             encode: encode_options(name, settings),
             api_key: settings.api_key.clone(),
         })
@@ -444,8 +505,13 @@ fn build_gemini(settings: &DeploymentSettings) -> Result<Arc<dyn Provider>, Erro
     Ok(Arc::new(Gemini::gemini_api(settings)?))
 }
 
+/// `claude-…` models are Anthropic's, served over `rawPredict`; everything else is Gemini's.
 fn build_vertex(settings: &DeploymentSettings) -> Result<Arc<dyn Provider>, Error> {
-    Ok(Arc::new(Gemini::vertex_ai(settings)?))
+    if vertex_claude::is_claude_model(&settings.model) {
+        Ok(Arc::new(VertexClaude::new(settings)?))
+    } else {
+        Ok(Arc::new(Gemini::vertex_ai(settings)?))
+    }
 }
 
 /// `gemini/*` is served when `GEMINI_API_KEY` (or `GOOGLE_API_KEY`) is set.
@@ -487,7 +553,8 @@ llmux_core::inventory::submit! {
 llmux_core::inventory::submit! {
     ProviderFactory {
         name: "vertex_ai",
-        description: "Google Vertex AI, Gemini models (chat, streaming, tools, embeddings)",
+        description: "Google Vertex AI: Gemini models (chat, streaming, tools, embeddings) and \
+                      Anthropic Claude models (chat, streaming, tools)",
         build: build_vertex,
         from_env: vertex_from_env,
     }
@@ -560,7 +627,8 @@ mod tests {
         s.model = "claude-sonnet-4@20250514".into();
         let e = Gemini::vertex_ai(&s).unwrap_err();
         assert_eq!(e.http_status(), 400);
-        assert!(e.message().contains("not yet supported"), "{}", e.message());
+        assert_eq!(e.code(), Some("unsupported_model"));
+        assert!(e.message().contains("Vertex Claude"), "{}", e.message());
         let e = Gemini::vertex_ai(&vertex(serde_json::json!({}))).unwrap_err();
         assert!(e.message().contains("vertex_project"), "{}", e.message());
         let mut s = vertex(serde_json::json!({"vertex_project": "p"}));
@@ -582,6 +650,21 @@ mod tests {
         );
         let e = Gemini::vertex_ai(&s).unwrap_err();
         assert!(e.message().contains("cannot read"), "{}", e.message());
+    }
+
+    #[test]
+    fn the_vertex_factory_picks_claude_by_model_prefix() {
+        let build = llmux_core::find_provider("vertex_ai").unwrap().build;
+        let mut s = vertex(serde_json::json!({"vertex_project": "p"}));
+        s.model = "claude-sonnet-4-5".into();
+        let p = build(&s).unwrap();
+        assert_eq!((p.name(), p.model()), ("vertex_ai", "claude-sonnet-4-5"));
+        assert!(format!("{p:?}").starts_with("VertexClaude"), "{p:?}");
+        s.model = "gemini-2.5-pro".into();
+        assert!(format!("{:?}", build(&s).unwrap()).starts_with("Gemini"));
+        // Not an Anthropic model id: the Gemini deployment refuses it clearly.
+        s.model = "claude".into();
+        assert_eq!(build(&s).unwrap_err().code(), Some("unsupported_model"));
     }
 
     #[test]

@@ -563,13 +563,24 @@ async fn dropping_a_stream_cancels_the_upstream() {
 }
 
 #[tokio::test]
-async fn registry_builds_both_and_refuses_claude_on_vertex() {
+async fn registry_builds_gemini_and_claude_on_vertex() {
     let mock = GeminiMock::start().await;
     let f = llmux_core::find_provider("vertex_ai").unwrap();
     let mut s = vertex_settings(&mock, "claude-sonnet-4@20250514");
-    let e = (f.build)(&s).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::BadRequest);
-    assert!(e.message().contains("not yet supported"), "{}", e.message());
+    let claude = (f.build)(&s).unwrap();
+    assert_eq!(
+        (claude.name(), claude.model()),
+        ("vertex_ai", "claude-sonnet-4@20250514")
+    );
+    assert_eq!(
+        claude.chat(hello(), &cx()).await.unwrap().text(),
+        Some("hello there world")
+    );
+    assert!(
+        mock.requests()[0]
+            .path
+            .ends_with("/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict")
+    );
     s.model = "gemini-2.5-pro".into();
     let p = (f.build)(&s).unwrap();
     assert_eq!((p.name(), p.model()), ("vertex_ai", "gemini-2.5-pro"));
