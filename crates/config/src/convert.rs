@@ -146,6 +146,49 @@ impl Writer {
             );
             self.kv(1, "database_url", &v);
         }
+        if !s.callbacks.is_empty() {
+            self.kv(1, "callbacks", &list(&s.callbacks));
+        }
+        if !s.callback_settings.is_empty() {
+            self.line(1, "callback_settings:");
+            for (name, entry) in &s.callback_settings {
+                let path = format!("settings.callback_settings.{name}");
+                self.sink_settings(2, name, &path, name, entry, c);
+            }
+        }
+    }
+
+    /// One map of sink settings, nested maps as blocks. Strings read by reference are
+    /// written as the reference; credential-like keys written inline become placeholders.
+    fn sink_settings(
+        &mut self,
+        indent: usize,
+        key: &str,
+        path: &str,
+        sink: &str,
+        map: &serde_json::Map<String, Value>,
+        c: &Config,
+    ) {
+        if map.is_empty() {
+            self.kv(indent, key, "{}");
+            return;
+        }
+        self.line(indent, &format!("{}:", scalar(key)));
+        for (k, v) in map {
+            let at = format!("{path}.{k}");
+            match v {
+                Value::Object(inner) => self.sink_settings(indent + 1, k, &at, sink, inner, c),
+                Value::String(text) => {
+                    let v = match c.env_refs.get(&at) {
+                        Some(r) => scalar(r),
+                        None if is_sensitive(k) => self.secret(&at, None, &[sink, k]),
+                        None => scalar(text),
+                    };
+                    self.kv(indent + 1, k, &v);
+                }
+                other => self.kv(indent + 1, k, &other.to_string()),
+            }
+        }
     }
 
     fn router(&mut self, c: &Config) {

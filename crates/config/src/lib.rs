@@ -31,8 +31,9 @@ mod router;
 pub use convert::to_native_yaml;
 pub use model::{Decimal, DeploymentPrices, DeploymentRouting, ModelEntry, is_sensitive};
 pub use router::{
-    DEFAULT_ALLOWED_FAILS, DEFAULT_COOLDOWN_TIME, DEFAULT_NUM_RETRIES, GatewaySettings,
-    ModelGroupAlias, RetryPolicy, RouterSettings, RoutingStrategy,
+    BUILTIN_SINK_NAMES, DEFAULT_ALLOWED_FAILS, DEFAULT_COOLDOWN_TIME, DEFAULT_NUM_RETRIES,
+    GatewaySettings, ModelGroupAlias, RetryPolicy, RouterSettings, RoutingStrategy,
+    is_builtin_sink,
 };
 
 /// Default listen port (LiteLLM's, so clients need no change).

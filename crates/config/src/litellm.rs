@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::native::{KeyMap, RawAlias, RawConfig, RawDecimal, RawModel, float_text};
-use crate::router::RoutingStrategy;
+use crate::router::{BUILTIN_SINK_NAMES, RoutingStrategy, is_builtin_sink};
 use crate::{ConfigError, LITELLM_KEYS, env_ref};
 
 /// What the adapter made of a LiteLLM file.
@@ -89,6 +89,10 @@ struct Walk<'a> {
     file: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
     out: Converted,
+    /// `litellm_settings` callback lists: (key, list).
+    callback_lists: Vec<(&'static str, Value)>,
+    /// `callback_settings` maps, top-level first: (key path, map).
+    callback_settings: Vec<(&'static str, Value)>,
 }
 
 pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Converted {
@@ -130,6 +134,8 @@ pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<Str
         file,
         env: &layered,
         out: Converted::default(),
+        callback_lists: Vec::new(),
+        callback_settings: Vec::new(),
     };
     w.out.errors = var_errors;
 
@@ -154,7 +160,8 @@ pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<Str
     for key in top.keys() {
         let known = LITELLM_KEYS.contains(&key.as_str())
             || NATIVE_KEYS.contains(&key.as_str())
-            || key == "environment_variables";
+            || key == "environment_variables"
+            || key == "callback_settings";
         if !known {
             w.warn(key, None);
         }
@@ -163,9 +170,13 @@ pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<Str
     if let Some(v) = w.section(top, "general_settings") {
         w.general_settings(&v);
     }
+    if let Some(v) = top.get("callback_settings").filter(|v| !v.is_null()) {
+        w.callback_settings.push(("callback_settings", v.clone()));
+    }
     if let Some(v) = w.section(top, "litellm_settings") {
         w.litellm_settings(&v);
     }
+    w.callbacks();
     if let Some(v) = w.section(top, "router_settings") {
         w.router_settings(&v);
     }
@@ -390,15 +401,123 @@ impl Walk<'_> {
                         Some("response caching is not configured here in llmux"),
                     );
                 }
-                "callbacks" | "success_callback" | "failure_callback" | "service_callbacks" => {
+                // Read once every key is seen (`Walk::callbacks`): which names llmux
+                // keeps depends on `callback_settings`.
+                "callbacks" => self.callback_lists.push(("callbacks", v.clone())),
+                "success_callback" => self.callback_lists.push(("success_callback", v.clone())),
+                "failure_callback" => self.callback_lists.push(("failure_callback", v.clone())),
+                "callback_settings" => self
+                    .callback_settings
+                    .push(("litellm_settings.callback_settings", v.clone())),
+                "service_callbacks" => {
                     self.warn(
                         &key,
-                        Some("LiteLLM callbacks are not supported (llmux has its own sinks)"),
+                        Some("LiteLLM service callbacks are not supported (llmux has its own metrics)"),
                     );
                 }
                 _ => self.warn(&key, None),
             }
         }
+    }
+
+    /// `litellm_settings.callbacks`, `success_callback` and `failure_callback` →
+    /// `settings.callbacks` (in that order, each name once, as written), for the names
+    /// llmux has a sink for; `callback_settings` (top-level, as LiteLLM's proxy reads it,
+    /// or under `litellm_settings`, which wins per name) → `settings.callback_settings`
+    /// for the names kept. llmux sinks see every call: a failures-only callback is
+    /// reported.
+    fn callbacks(&mut self) {
+        let lists = std::mem::take(&mut self.callback_lists);
+        // name → (source key, settings)
+        let mut entries: BTreeMap<String, (String, Map<String, Value>)> = BTreeMap::new();
+        for (at, settings) in std::mem::take(&mut self.callback_settings) {
+            let Value::Object(o) = settings else {
+                self.err(at, "must be a map of callback names to their settings");
+                continue;
+            };
+            for (name, v) in o {
+                let key = format!("{at}.{name}");
+                match v {
+                    Value::Object(m) => {
+                        entries.insert(name, (key, m));
+                    }
+                    Value::Null => {}
+                    _ => self.err(&key, "must be a map of settings"),
+                }
+            }
+        }
+        let settings_of: BTreeMap<String, Map<String, Value>> = entries
+            .iter()
+            .map(|(k, (_, m))| (k.clone(), m.clone()))
+            .collect();
+        let mut kept: Vec<String> = Vec::new();
+        // Names that get successful calls in LiteLLM too.
+        let mut every_call: Vec<String> = Vec::new();
+        for section in ["callbacks", "success_callback", "failure_callback"] {
+            let Some((_, v)) = lists.iter().find(|(k, _)| *k == section) else {
+                continue;
+            };
+            let key = format!("litellm_settings.{section}");
+            let items: Vec<(String, &Value)> = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(j, item)| (format!("{key}[{j}]"), item))
+                    .collect(),
+                Value::String(_) => vec![(key.clone(), v)],
+                _ => {
+                    self.err(
+                        &key,
+                        format!("must be a list of callback names, not {}", kind(v)),
+                    );
+                    continue;
+                }
+            };
+            for (item_key, item) in items {
+                let Value::String(name) = item else {
+                    self.warn(&item_key, Some("not a callback name"));
+                    continue;
+                };
+                let name = name.trim();
+                if name.is_empty() {
+                    continue;
+                }
+                if let Err(why) = sink_for(name, &settings_of) {
+                    self.warn(&item_key, Some(&why));
+                    continue;
+                }
+                let seen = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+                if section == "failure_callback" {
+                    if !seen(&every_call) {
+                        self.warn(
+                            &item_key,
+                            Some(&format!(
+                                "failures-only delivery is not supported (llmux sends \
+                                 '{name}' every call record)"
+                            )),
+                        );
+                    }
+                } else if !seen(&every_call) {
+                    every_call.push(name.to_owned());
+                }
+                if !seen(&kept) {
+                    self.map(
+                        format!("settings.callbacks[{}]", kept.len()),
+                        item_key.clone(),
+                    );
+                    kept.push(name.to_owned());
+                }
+            }
+        }
+        for (name, (key, entry)) in entries {
+            if kept.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                self.map(format!("settings.callback_settings.{name}"), key);
+                self.out.raw.settings.callback_settings.insert(name, entry);
+            } else {
+                self.warn(&key, Some("settings of a callback llmux does not run"));
+            }
+        }
+        self.out.raw.settings.callbacks = kept;
     }
 
     fn router_settings(&mut self, s: &Map<String, Value>) {
@@ -855,6 +974,38 @@ impl Walk<'_> {
             }
         }
         self.out.raw.models.push(m);
+    }
+}
+
+/// Whether llmux has a sink for the LiteLLM callback `name`: a built-in name, or a
+/// `callback_settings` entry whose `callback_type` is one (`generic_api`). The error says
+/// why not.
+fn sink_for(name: &str, settings: &BTreeMap<String, Map<String, Value>>) -> Result<(), String> {
+    let entry = settings
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v);
+    let kind = entry.and_then(|e| {
+        ["callback_type", "type"]
+            .iter()
+            .find_map(|k| e.get(*k).and_then(Value::as_str))
+    });
+    match kind {
+        Some(t) if is_builtin_sink(t) => Ok(()),
+        Some(t) => Err(format!(
+            "llmux has no sink of type '{t}' (built in: {})",
+            BUILTIN_SINK_NAMES.join(", ")
+        )),
+        None if is_builtin_sink(name) => Ok(()),
+        None if name.contains('.') => Err(
+            "a Python callback object is not supported (llmux sinks are Rust plugins, see \
+             docs/observability.md)"
+                .into(),
+        ),
+        None => Err(format!(
+            "llmux has no sink named '{name}' (built in: {})",
+            BUILTIN_SINK_NAMES.join(", ")
+        )),
     }
 }
 

@@ -55,6 +55,10 @@ pub(crate) struct RawSettings {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_prompts: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub callback_settings: BTreeMap<String, JsonObject>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -406,7 +410,60 @@ fn build_settings(
     {
         e.invalid("settings.database_url", "must not be empty");
     }
+    for (i, name) in raw.callbacks.iter().enumerate() {
+        let key = format!("settings.callbacks[{i}]");
+        let name = name.trim();
+        if name.is_empty() {
+            e.invalid(&key, "must not be empty");
+        } else if s.callbacks.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            e.invalid(&key, format!("'{name}' is listed twice"));
+        } else {
+            s.callbacks.push(name.to_owned());
+        }
+    }
+    for (name, entry) in raw.callback_settings {
+        let base = format!("settings.callback_settings.{name}");
+        if name.trim().is_empty() {
+            e.invalid(&base, "a sink name must not be empty");
+            continue;
+        }
+        let mut resolved = JsonObject::new();
+        for (k, v) in entry {
+            if let Some(v) = sink_setting(e, &format!("{base}.{k}"), v, refs) {
+                resolved.insert(k, v);
+            }
+        }
+        s.callback_settings.insert(name, resolved);
+    }
     s
+}
+
+/// A sink setting with every string given by reference resolved (in nested maps and lists
+/// too); the references are recorded under their key paths.
+fn sink_setting(
+    e: &mut Errors<'_>,
+    key: &str,
+    v: Value,
+    refs: &mut BTreeMap<String, String>,
+) -> Option<Value> {
+    Some(match v {
+        Value::String(s) => Value::String(e.plain(key, key, Some(s), refs)?),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .filter_map(|(k, v)| {
+                    let v = sink_setting(e, &format!("{key}.{k}"), v, refs)?;
+                    Some((k, v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .enumerate()
+                .filter_map(|(j, v)| sink_setting(e, &format!("{key}[{j}]"), v, refs))
+                .collect(),
+        ),
+        other => other,
+    })
 }
 
 fn build_models(raw: Vec<RawModel>, e: &mut Errors<'_>) -> Vec<ModelEntry> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use llmux_core::{ErrorKind, Secret};
+use llmux_core::{ErrorKind, JsonObject, Secret};
 
 /// Default retries per call (LiteLLM's default).
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
@@ -206,8 +206,33 @@ impl RouterSettings {
     }
 }
 
+/// The sink names llmux has built in, aliases included (LiteLLM's callback names among
+/// them): `metrics`/`prometheus`, `otel`/`opentelemetry`/`otlp`, `langfuse`,
+/// `webhook`/`generic_api`/`generic`, `jsonl`. A LiteLLM file's callbacks naming anything
+/// else are reported as warnings rather than kept. Must match `llmux-observe`'s built-in
+/// sinks (a test there checks it).
+pub const BUILTIN_SINK_NAMES: [&str; 10] = [
+    "metrics",
+    "prometheus",
+    "otel",
+    "opentelemetry",
+    "otlp",
+    "langfuse",
+    "webhook",
+    "generic_api",
+    "generic",
+    "jsonl",
+];
+
+/// Whether `name` is one of [`BUILTIN_SINK_NAMES`] (ASCII case ignored).
+pub fn is_builtin_sink(name: &str) -> bool {
+    BUILTIN_SINK_NAMES
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name.trim()))
+}
+
 /// `settings:`: gateway-wide knobs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct GatewaySettings {
     /// Drop request parameters a provider does not support instead of failing with 400.
     pub drop_params: bool,
@@ -221,6 +246,33 @@ pub struct GatewaySettings {
     pub database_url: Option<Secret>,
     /// Store prompts and responses in the spend log.
     pub log_prompts: bool,
+    /// Where call records go besides the spend log: sink names (`langfuse`, `otel`,
+    /// `jsonl`, a linked plugin's name, or a `callback_settings` entry with a `type`), in
+    /// order, as written. Which names exist is checked when the sinks are built.
+    pub callbacks: Vec<String>,
+    /// Each sink's own settings, by sink name (`jsonl: {path: …}`). String values given by
+    /// reference (`os.environ/NAME`) are resolved; `Debug` shows only the keys.
+    pub callback_settings: BTreeMap<String, JsonObject>,
+}
+
+impl fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sink settings hold credentials and tokenized URLs: keys only.
+        let callback_settings: BTreeMap<&str, Vec<&str>> = self
+            .callback_settings
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.keys().map(String::as_str).collect()))
+            .collect();
+        f.debug_struct("GatewaySettings")
+            .field("drop_params", &self.drop_params)
+            .field("litellm_compat_headers", &self.litellm_compat_headers)
+            .field("price_table", &self.price_table)
+            .field("database_url", &self.database_url)
+            .field("log_prompts", &self.log_prompts)
+            .field("callbacks", &self.callbacks)
+            .field("callback_settings", &callback_settings)
+            .finish()
+    }
 }
 
 #[cfg(test)]

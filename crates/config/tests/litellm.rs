@@ -293,7 +293,7 @@ fn unsupported_keys_are_one_warning_list() {
         "general_settings.alerting",
         "litellm_settings.cache",
         "litellm_settings.cache_params",
-        "litellm_settings.success_callback",
+        "litellm_settings.failure_callback[1]",
         "router_settings.enable_pre_call_checks",
         "router_settings.redis_host",
         "model_list[3].model_info.mode",
@@ -304,6 +304,15 @@ fn unsupported_keys_are_one_warning_list() {
     want.sort_unstable();
     assert_eq!(got, want, "{:#?}", c.warnings);
     assert!(c.warnings.iter().all(|w| w.ends_with("; ignored")));
+    // The callbacks llmux has a sink for are kept, once.
+    assert_eq!(c.settings.callbacks, ["langfuse"]);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("failure_callback[1]: llmux has no sink named 'datadog'")),
+        "{:#?}",
+        c.warnings
+    );
 }
 
 #[test]

@@ -49,4 +49,30 @@ pub enum ConfigError {
     /// A batching sink was created outside a tokio runtime.
     #[error("exporting sinks must be created inside a tokio runtime")]
     NoRuntime,
+    /// A sink name that no linked [`SinkFactory`](crate::SinkFactory) answers to.
+    #[error("unknown sink '{name}' (known: {known})")]
+    UnknownSink {
+        /// The name as written.
+        name: String,
+        /// Every name and alias the binary knows, for the message.
+        known: String,
+    },
+    /// A sink setting has the wrong type or an unusable value.
+    #[error("{setting} {message}")]
+    InvalidSetting {
+        /// The setting (`callback_settings.jsonl.path`) or variable.
+        setting: String,
+        /// What is wrong (never the value).
+        message: String,
+    },
+    /// A file a sink writes to cannot be opened.
+    #[error("{setting}: cannot open {path}: {reason}")]
+    File {
+        /// The setting or variable that named the file.
+        setting: String,
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
 }

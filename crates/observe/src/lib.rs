@@ -14,7 +14,12 @@
 //!   client's W3C trace ([`parse_traceparent`]);
 //! - **Langfuse** ([`langfuse`]): [`LangfuseSink`] sends a trace and a generation per call to
 //!   Langfuse's public ingestion API;
-//! - **callbacks** ([`webhook`]): [`WebhookSink`] POSTs batches of records as JSON.
+//! - **callbacks** ([`webhook`]): [`WebhookSink`] POSTs batches of records as JSON;
+//! - **files** ([`jsonl`]): [`JsonlSink`] appends one JSON line per record to a file;
+//! - **sinks as plugins**: a [`SinkFactory`] per sink, built-in or linked from another crate
+//!   with `inventory::submit!`, found by name ([`find_sink`]); [`SinkSet::build`] (or
+//!   [`build_sinks`]) turns a configuration's `callbacks` and `callback_settings` into
+//!   running sinks.
 //!
 //! Invariants:
 //! - A sink never blocks or fails a call. Exporters batch with bounded size, interval and
@@ -34,21 +39,29 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod builtin;
 mod env;
 mod error;
 mod ids;
+pub mod jsonl;
 mod labels;
 pub mod langfuse;
 pub mod metric;
 pub mod otlp;
+mod registry;
 mod time;
 pub mod webhook;
+
+/// Re-exported so sink crates can `inventory::submit!` a [`SinkFactory`] without naming
+/// the dependency.
+pub use inventory;
 
 pub use batch::{BatchConfig, ExportStats};
 pub use error::ConfigError;
 pub use ids::{new_span_id, new_trace_id};
+pub use jsonl::{JsonlConfig, JsonlSink};
 pub use langfuse::{LangfuseConfig, LangfuseSink};
-pub use llmux_core::{CallRecord, CallSink};
+pub use llmux_core::{CallRecord, CallSink, JsonObject};
 pub use metric::{
     InFlight, MetricsSink, PrometheusHandle, PrometheusRecorder, describe_metrics, in_flight,
     in_flight_dec, in_flight_inc, install_prometheus, prometheus_recorder, record_budget_refusal,
@@ -56,4 +69,8 @@ pub use metric::{
     record_unknown_model_price, set_sink_dropped_total,
 };
 pub use otlp::{OtlpConfig, OtlpSink, parse_traceparent};
+pub use registry::{
+    BuiltSink, DEFAULT_SINKS, EnvLookup, Flush, SinkContext, SinkFactory, SinkSet, build_sinks,
+    find_sink, sinks,
+};
 pub use webhook::{WebhookConfig, WebhookSink};

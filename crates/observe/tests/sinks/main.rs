@@ -5,5 +5,6 @@ mod common;
 mod langfuse;
 mod metrics;
 mod otlp;
+mod registry;
 mod secrets;
 mod webhook;
