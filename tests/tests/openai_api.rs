@@ -173,3 +173,33 @@ async fn mock_wildcard_and_health() {
     let health = h.http.get(h.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 401, "/health needs the key");
 }
+
+/// Anthropic needs `max_tokens` on every call: without one from the client, the gateway
+/// sends the model's maximum output from the price table.
+#[tokio::test]
+async fn anthropic_gets_the_model_maximum_output_when_the_client_sets_none() {
+    llmux::link_providers();
+    let mock = llmux_testkit::AnthropicMock::start().await;
+    let mut claude = llmux_core::DeploymentSettings::new("anthropic", "claude-sonnet-4-5");
+    claude.api_base = Some(mock.base_url());
+    claude.api_key = Some(llmux_core::Secret::new("sk-ant"));
+    let gw = llmux::gateway()
+        .model("claude", claude)
+        .build()
+        .unwrap()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&chat("claude", "no limit given"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let expected = llmux_cost::PriceTable::embedded()
+        .lookup("anthropic", "claude-sonnet-4-5")
+        .and_then(|p| p.max_output())
+        .expect("the price table knows claude-sonnet-4-5");
+    assert_eq!(mock.requests()[0].body["max_tokens"], expected);
+}

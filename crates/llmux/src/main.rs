@@ -1,4 +1,4 @@
-//! The `llmux` command: run the gateway, check a config.
+//! The `llmux` command: run the gateway, check a config, manage virtual keys.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,25 @@ enum Command {
         /// Runtime worker threads (default: one per core).
         #[arg(long, env = "LLMUX_WORKERS")]
         workers: Option<usize>,
+        /// Database for keys, budgets and the spend log (`sqlite://…` or `postgres://…`).
+        /// Default: `settings.database_url`, else `llmux.db` next to the config file (or in
+        /// the current directory without one).
+        #[arg(long, env = "LLMUX_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Run without a database: the master key only, no virtual keys, no spend log.
+        #[arg(long, conflicts_with = "database_url")]
+        no_database: bool,
+    },
+    /// Manage virtual keys directly in the database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Database URL (default: as for `serve`).
+        #[arg(long, env = "LLMUX_DATABASE_URL", global = true)]
+        database_url: Option<String>,
+        /// Config file whose `settings.database_url` (or directory) picks the database.
+        #[arg(long, short, env = "LLMUX_CONFIG", global = true)]
+        config: Option<PathBuf>,
     },
     /// Validate a config and print the resolved model table.
     Check {
@@ -77,6 +96,38 @@ enum ConfigCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown once).
+    Create {
+        /// A unique name for the key.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Allowed models (comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Hard budget in USD.
+        #[arg(long)]
+        max_budget: Option<f64>,
+        /// May use the admin API (metadata `{"role": "admin"}`).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Delete a key, by key id or the key itself.
+    Revoke {
+        /// `key_…` id or `sk-…` key.
+        key: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Pretty,
@@ -109,6 +160,8 @@ fn main() -> ExitCode {
             port,
             log_format,
             workers,
+            database_url,
+            no_database,
         } => {
             init_logging(log_format);
             let mut cfg = match load(config.as_ref()) {
@@ -130,7 +183,26 @@ fn main() -> ExitCode {
                     .filter(|k| !k.is_empty())
                     .map(llmux_core::Secret::new);
             }
-            serve(cfg, workers)
+            let db = if no_database {
+                None
+            } else {
+                Some(database(database_url, &cfg, config.as_deref()))
+            };
+            serve(cfg, workers, db)
+        }
+        Command::Keys {
+            command,
+            database_url,
+            config,
+        } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            keys(command, &database(database_url, &cfg, config.as_deref()))
         }
         Command::Check { config } => check(&config),
         Command::Config {
@@ -186,20 +258,182 @@ fn cost(model: &str, input: u64, output: u64, cached: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
+/// Where the store lives, and where its spend log spills while it is unreachable.
+#[derive(Debug)]
+struct Database {
+    url: String,
+    spill: PathBuf,
+}
+
+/// The database a command uses: `--database-url`, else `settings.database_url`, else the
+/// SQLite file `llmux.db` next to the config file (or in the current directory).
+fn database(flag: Option<String>, cfg: &Config, config: Option<&std::path::Path>) -> Database {
+    let dir = config
+        .and_then(std::path::Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let url = flag
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            cfg.settings
+                .database_url
+                .as_ref()
+                .map(|u| u.expose().to_owned())
+        })
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("llmux.db").display()));
+    let spill = match url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+    {
+        Some(path) if !path.is_empty() => PathBuf::from(format!("{path}.spend-spill.jsonl")),
+        _ => dir.join("llmux-spend-spill.jsonl"),
+    };
+    Database { url, spill }
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = workers.filter(|n| *n > 0) {
         rt.worker_threads(n);
     }
-    let rt = match rt.enable_all().build() {
+    rt.enable_all().build().map_err(|e| {
+        eprintln!("could not start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn keys(command: KeysCommand, db: &Database) -> ExitCode {
+    let rt = match runtime(Some(1)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("could not start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
-        let gateway = match llmux::gateway().config(cfg).build() {
+        let store = match llmux_store::Store::connect(&db.url).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("could not open the database: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let r = keys_cmd(command, &store).await;
+        store.close().await;
+        match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn keys_cmd(command: KeysCommand, store: &llmux_store::Store) -> Result<(), String> {
+    let err = |e: llmux_store::StoreError| e.to_string();
+    match command {
+        KeysCommand::Create {
+            alias,
+            models,
+            rpm,
+            tpm,
+            max_budget,
+            admin,
+        } => {
+            let max_budget_nano = match max_budget {
+                Some(v) if v.is_finite() && v >= 0.0 => Some((v * 1e9).round() as i64),
+                Some(_) => return Err("--max-budget must be a non-negative number".into()),
+                None => None,
+            };
+            let mut metadata = llmux_core::JsonObject::new();
+            if admin {
+                metadata.insert("role".into(), "admin".into());
+            }
+            let g = store
+                .create_key(llmux_store::NewKey {
+                    alias,
+                    limits: llmux_store::Limits {
+                        models,
+                        rpm_limit: rpm,
+                        tpm_limit: tpm,
+                        max_parallel: None,
+                    },
+                    budget: llmux_store::BudgetSettings {
+                        max_budget_nano,
+                        ..Default::default()
+                    },
+                    metadata,
+                    ..Default::default()
+                })
+                .await
+                .map_err(err)?;
+            println!("{}", g.key.expose());
+            eprintln!(
+                "key id {} ({}): store the key now, it is not shown again",
+                g.record.key_id, g.record.key_prefix
+            );
+        }
+        KeysCommand::List => {
+            let page = store
+                .list_keys(
+                    &llmux_store::KeyFilter::default(),
+                    llmux_store::Page::new(0, 1000),
+                )
+                .await
+                .map_err(err)?;
+            println!(
+                "{:<30} {:<10} {:<20} {:>12} {:<8}",
+                "KEY ID", "KEY", "ALIAS", "SPEND USD", "STATE"
+            );
+            for k in &page.items {
+                println!(
+                    "{:<30} {:<10} {:<20} {:>12.6} {:<8}",
+                    k.key_id,
+                    k.key_prefix,
+                    k.alias.as_deref().unwrap_or("-"),
+                    k.budget.spend_nano as f64 / 1e9,
+                    if k.blocked { "blocked" } else { "active" }
+                );
+            }
+            if page.total > page.items.len() as u64 {
+                println!("… {} keys in all", page.total);
+            }
+        }
+        KeysCommand::Revoke { key } => {
+            let found = if key.starts_with(llmux_store::KEY_PREFIX) {
+                store.lookup_key(&key).await
+            } else {
+                store.get_key(&key).await
+            }
+            .map_err(err)?;
+            let Some(k) = found else {
+                return Err("no such key".into());
+            };
+            store.delete_key(&k.key_id).await.map_err(err)?;
+            println!("revoked {} ({})", k.key_id, k.key_prefix);
+        }
+    }
+    Ok(())
+}
+
+fn serve(cfg: Config, workers: Option<usize>, db: Option<Database>) -> ExitCode {
+    let rt = match runtime(workers) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let mut builder = llmux::gateway().config(cfg);
+        if let Some(db) = db {
+            match llmux_store::Store::connect(&db.url).await {
+                Ok(store) => {
+                    tracing::info!(backend = ?store.backend(), "database open: virtual keys, budgets and the spend log are on");
+                    builder = builder.store(store).spend_spill_path(db.spill);
+                }
+                Err(e) => {
+                    eprintln!("could not open the database: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let gateway = match builder.build() {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("{e}");
@@ -211,8 +445,11 @@ fn serve(cfg: Config, workers: Option<usize>) -> ExitCode {
 }
 
 async fn run(gateway: llmux_server::Gateway) -> ExitCode {
-    for w in gateway.warnings() {
-        tracing::warn!("{w}");
+    if !gateway.warnings().is_empty() {
+        tracing::warn!(
+            unsupported = ?gateway.warnings(),
+            "the config sets keys llmux does not support; they are ignored"
+        );
     }
     if gateway.server_config().master_key.is_none() {
         tracing::warn!("no master key configured: the gateway accepts every caller");

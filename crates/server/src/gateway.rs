@@ -39,32 +39,10 @@ pub struct Gateway {
     server: ServerConfig,
     workers: Arc<std::sync::Mutex<Option<MeterWorkers>>>,
     warnings: Vec<String>,
-    exporters: Vec<Exporter>,
-}
-
-/// An exporting sink, flushed at shutdown after the meter's queues drained.
-#[derive(Clone)]
-enum Exporter {
-    Otlp(Arc<llmux_observe::OtlpSink>),
-    Langfuse(Arc<llmux_observe::LangfuseSink>),
-}
-
-impl std::fmt::Debug for Exporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Otlp(_) => "Exporter::Otlp",
-            Self::Langfuse(_) => "Exporter::Langfuse",
-        })
-    }
-}
-
-impl Exporter {
-    async fn flush(&self) {
-        match self {
-            Self::Otlp(s) => s.flush().await,
-            Self::Langfuse(s) => s.flush().await,
-        }
-    }
+    /// Sinks that buffer (exporters, files), flushed at shutdown after the queues drain.
+    exporters: Option<llmux_observe::SinkSet>,
+    /// The spend log's writer (with a store), shut down after the sinks drained.
+    spend_writer: Option<Arc<llmux_store::SpendWriter>>,
 }
 
 /// What a gateway was built from besides its config, kept so a reload builds the new state
@@ -77,6 +55,7 @@ struct Inputs {
     router_settings: Option<RouterSettings>,
     meter: Meter,
     source: Option<std::path::PathBuf>,
+    access: Option<Arc<crate::access::Access>>,
 }
 
 impl std::fmt::Debug for Inputs {
@@ -101,6 +80,10 @@ pub struct GatewayBuilder {
     prices: Option<&'static PriceTable>,
     router_settings: Option<RouterSettings>,
     observability: bool,
+    store: Option<llmux_store::Store>,
+    counters: Option<Arc<dyn llmux_store::Counters>>,
+    key_cache_ttl: std::time::Duration,
+    spend_spill: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -124,6 +107,10 @@ impl Gateway {
             prices: None,
             router_settings: None,
             observability: true,
+            store: None,
+            counters: None,
+            key_cache_ttl: crate::access::DEFAULT_KEY_CACHE_TTL,
+            spend_spill: None,
         }
     }
 
@@ -191,6 +178,7 @@ impl Gateway {
             .route("/model/info", get(handlers::model_info))
             .route("/v1/model/info", get(handlers::model_info))
             .route("/metrics", get(handlers::metrics))
+            .merge(crate::admin::routes())
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.server.max_body_bytes))
@@ -250,12 +238,18 @@ impl Gateway {
         {
             tracing::error!("call-record sinks did not finish in time: some records may be lost");
         }
-        for e in &self.exporters {
-            if tokio::time::timeout(SINK_DRAIN_TIMEOUT, e.flush())
+        if let Some(set) = &self.exporters
+            && tokio::time::timeout(SINK_DRAIN_TIMEOUT, set.flush())
                 .await
                 .is_err()
-            {
-                tracing::error!(exporter = ?e, "exporter did not flush in time");
+        {
+            tracing::error!("exporters did not flush in time");
+        }
+        if let Some(w) = &self.spend_writer {
+            match tokio::time::timeout(SINK_DRAIN_TIMEOUT, w.shutdown()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "spend log: shutdown flush failed"),
+                Err(_) => tracing::error!("spend log: shutdown flush did not finish in time"),
             }
         }
         result
@@ -415,6 +409,34 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keys, users, teams, budgets and the spend log: enables virtual keys, the admin API
+    /// and the spend-log sink.
+    pub fn store(mut self, store: llmux_store::Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Rate-limit, in-flight and spend counters (default: in-process [`llmux_store::LocalCounters`];
+    /// use [`llmux_store::RedisCounters`] when several gateways share the limits).
+    pub fn counters(mut self, counters: Arc<dyn llmux_store::Counters>) -> Self {
+        self.counters = Some(counters);
+        self
+    }
+
+    /// How long a looked-up virtual key is cached (default 5 s). Changes made through the
+    /// admin API apply at once; changes made elsewhere within this time.
+    pub fn key_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.key_cache_ttl = ttl;
+        self
+    }
+
+    /// Where the spend log spills records while the database is unreachable (replayed once
+    /// it answers). Default: none (records are kept in memory only).
+    pub fn spend_spill_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.spend_spill = Some(path.into());
+        self
+    }
+
     /// Router settings (strategy, retries, cooldowns, fallbacks, timeouts).
     pub fn router_settings(mut self, settings: RouterSettings) -> Self {
         self.router_settings = Some(settings);
@@ -424,35 +446,44 @@ impl GatewayBuilder {
     /// Build every deployment now: a bad one fails here, not on the first request.
     /// With sinks, call it inside a tokio runtime (each sink gets a task).
     pub fn build(mut self) -> Result<Gateway, ServerError> {
-        let mut exporters = Vec::new();
+        let mut exporters = None;
         let metrics = if self.observability {
             let handle = llmux_observe::install_prometheus();
-            self.sinks.push(Arc::new(llmux_observe::MetricsSink::new()));
-            let env = &*self.env;
-            if let Some(cfg) = llmux_observe::OtlpConfig::from_env_with(env)
-                .map_err(|e| ServerError::Observability(e.to_string()))?
-            {
-                let sink = Arc::new(
-                    llmux_observe::OtlpSink::new(cfg)
-                        .map_err(|e| ServerError::Observability(e.to_string()))?,
-                );
-                self.sinks.push(sink.clone());
-                exporters.push(Exporter::Otlp(sink));
-            }
-            if let Some(cfg) = llmux_observe::LangfuseConfig::from_env_with(env)
-                .map_err(|e| ServerError::Observability(e.to_string()))?
-            {
-                let sink = Arc::new(
-                    llmux_observe::LangfuseSink::new(cfg)
-                        .map_err(|e| ServerError::Observability(e.to_string()))?,
-                );
-                self.sinks.push(sink.clone());
-                exporters.push(Exporter::Langfuse(sink));
-            }
+            // `metrics` first, then every sink the config names (`settings.callbacks`), plus
+            // OpenTelemetry and Langfuse when their environment variables configure them.
+            let set = llmux_observe::SinkSet::build_with_defaults(
+                &self.config.settings.callbacks,
+                &self.config.settings.callback_settings,
+                &*self.env,
+            )
+            .map_err(|e| ServerError::Observability(e.to_string()))?;
+            self.sinks.extend(set.sinks().iter().cloned());
+            exporters = Some(set);
             Some(handle)
         } else {
             None
         };
+        let mut spend_writer = None;
+        let access = self.store.take().map(|store| {
+            let writer = Arc::new(llmux_store::SpendWriter::start(
+                store.clone(),
+                llmux_store::SpendWriterConfig {
+                    spill_path: self.spend_spill.take(),
+                    ..llmux_store::SpendWriterConfig::default()
+                },
+            ));
+            self.sinks.push(writer.clone());
+            spend_writer = Some(writer);
+            let counters = self
+                .counters
+                .take()
+                .unwrap_or_else(|| Arc::new(llmux_store::LocalCounters::new()));
+            Arc::new(crate::access::Access::new(
+                store,
+                counters,
+                self.key_cache_ttl,
+            ))
+        });
         let (meter, workers) = Meter::start(self.sinks, DEFAULT_SINK_QUEUE);
         let inputs = Inputs {
             extra: self.extra,
@@ -462,6 +493,7 @@ impl GatewayBuilder {
             router_settings: self.router_settings,
             meter,
             source: self.config.source.clone(),
+            access,
         };
         let state = inputs.state(&self.config)?;
         Ok(Gateway {
@@ -471,6 +503,7 @@ impl GatewayBuilder {
             server: self.config.server,
             workers: Arc::new(std::sync::Mutex::new(Some(workers))),
             warnings: self.config.warnings,
+            spend_writer,
         })
     }
 }
@@ -534,6 +567,7 @@ impl Inputs {
                 });
                 continue;
             }
+            let settings = &with_max_output(table, settings);
             let provider = (factory.build)(settings).map_err(|source| ServerError::Deployment {
                 key: key.clone(),
                 source,
@@ -611,7 +645,7 @@ impl Inputs {
                         .and_then(|m| m.strip_prefix('/'))
                         .unwrap_or(model)
                 };
-                (factory.build)(&template.for_model(own))
+                (factory.build)(&with_max_output(table, &template.for_model(own)))
             }));
         }
         let router = ModelRouter::new(router).map_err(ServerError::Router)?;
@@ -630,8 +664,24 @@ impl Inputs {
             master_key: config.server.master_key.clone(),
             meter,
             litellm_headers,
+            access: self.access.clone(),
         })
     }
+}
+
+/// `settings` with `params.max_output_tokens` filled from the price table when the
+/// deployment does not set it: providers that must always send an output limit (Anthropic)
+/// use the model's own maximum rather than a fixed default.
+fn with_max_output(table: &PriceTable, settings: &DeploymentSettings) -> DeploymentSettings {
+    let mut s = settings.clone();
+    if !s.params.contains_key("max_output_tokens")
+        && let Some(max) = table
+            .lookup(&s.provider, &s.model)
+            .and_then(ModelPrice::max_output)
+    {
+        s.params.insert("max_output_tokens".into(), max.into());
+    }
+    s
 }
 
 /// The router settings a config asks for.

@@ -14,6 +14,7 @@ use llmux_core::sse::{DONE_EVENT, json_event};
 use llmux_core::{CallContext, ChatRequest, EmbeddingRequest, Error, ErrorKind, ModelList, Secret};
 use serde::de::DeserializeOwned;
 
+use crate::access::Principal;
 use crate::error::ApiError;
 use crate::metering::{CallMeta, Outcome, estimate_tokens, price};
 use crate::models::ModelTable;
@@ -66,12 +67,14 @@ pub(crate) struct AppState {
     pub(crate) meter: Meter,
     /// Also send the `x-litellm-*` headers LiteLLM clients and dashboards read.
     pub(crate) litellm_headers: bool,
+    /// Virtual keys, budgets and limits (`None`: no store, the master key only).
+    pub(crate) access: Option<Arc<crate::access::Access>>,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
 
 /// The request id: the client's `x-request-id` when it is sane, else a new UUID.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(X_REQUEST_ID)
         .filter(|v| {
@@ -85,23 +88,56 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), Error> {
-    let Some(key) = &st.master_key else {
-        return Ok(());
-    };
+async fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), Error> {
+    authenticate(st, headers).await.map(|_| ())
+}
+
+/// Who is calling: the master key, a virtual key (when a store is configured), or anyone
+/// when no master key is configured.
+pub(crate) async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Principal, Error> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    match presented {
-        None => Err(Error::new(
+    let invalid = || Error::new(ErrorKind::Auth, "Invalid API key.");
+    match (&st.master_key, presented) {
+        (None, None) => Ok(Principal::Open),
+        (Some(_), None) => Err(Error::new(
             ErrorKind::Auth,
             "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
         )),
-        Some(p) if constant_time_eq(p.as_bytes(), key.expose().as_bytes()) => Ok(()),
-        Some(_) => Err(Error::new(ErrorKind::Auth, "Invalid API key.")),
+        (Some(key), Some(p)) if constant_time_eq(p.as_bytes(), key.expose().as_bytes()) => {
+            Ok(Principal::Master)
+        }
+        (master, Some(p)) => match &st.access {
+            Some(access) => match access.lookup(p).await? {
+                Some(entry) => Ok(Principal::Key(entry)),
+                None if master.is_none() => Ok(Principal::Open),
+                None => Err(invalid()),
+            },
+            None if master.is_none() => Ok(Principal::Open),
+            None => Err(invalid()),
+        },
     }
+}
+
+/// The access phase: a virtual key's call is checked against its limits and budgets, and
+/// attributed (key, team, user) in its call record.
+async fn admit(
+    st: &AppState,
+    principal: &Principal,
+    model: &str,
+    meta: &mut CallMeta,
+) -> Result<(), Error> {
+    let (Principal::Key(entry), Some(access)) = (principal, &st.access) else {
+        return Ok(());
+    };
+    meta.key = Some(entry.key.key_id.clone());
+    meta.team.clone_from(&entry.key.team_id);
+    meta.user.clone_from(&entry.key.user_id);
+    meta.ticket = Some(access.admit(entry, model).await?);
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -111,7 +147,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Error> {
+pub(crate) fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Error> {
     let body = body.map_err(|r| {
         if r.status().as_u16() == 413 {
             Error::new(ErrorKind::PayloadTooLarge, "The request body is too large.")
@@ -130,12 +166,12 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 }
 
 /// Attach the request id to any response, success or error.
-fn with_id(mut resp: Response, id: HeaderValue) -> Response {
+pub(crate) fn with_id(mut resp: Response, id: HeaderValue) -> Response {
     resp.headers_mut().insert(X_REQUEST_ID, id);
     resp
 }
 
-fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, Error> {
+pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, Error> {
     let body = serde_json::to_vec(value)
         .map_err(|e| Error::internal(format!("could not encode the response: {e}")))?;
     Ok((
@@ -211,6 +247,9 @@ pub(crate) async fn chat_completions(
         Ok(resp) => resp,
         Err((e, trace)) => failed(&st, &meta, e, trace.as_ref(), false),
     };
+    if let Some(t) = meta.ticket.take() {
+        t.settle().await;
+    }
     with_id(resp, id)
 }
 
@@ -255,7 +294,7 @@ async fn chat_inner(
     id: &HeaderValue,
     meta: &mut CallMeta,
 ) -> Result<Response, Failed> {
-    authorize(st, headers).map_err(|e| (e, None))?;
+    let principal = authenticate(st, headers).await.map_err(|e| (e, None))?;
     let req: ChatRequest = parse(body).map_err(|e| (e, None))?;
     meta.model_group.clone_from(&req.model);
     meta.end_user.clone_from(&req.user);
@@ -270,6 +309,9 @@ async fn chat_inner(
             .with_param("messages");
         return Err((e, None));
     }
+    admit(st, &principal, &req.model, meta)
+        .await
+        .map_err(|e| (e, None))?;
     let cx = context(id);
     let in_flight = llmux_observe::in_flight(&req.model);
     if req.is_stream() {
@@ -564,7 +606,7 @@ pub(crate) async fn embeddings(
     let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "embeddings");
     trace_context(&headers, &mut meta);
     let resp = async {
-        authorize(&st, &headers).map_err(|e| (e, None))?;
+        let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
         let req: EmbeddingRequest = parse(body).map_err(|e| (e, None))?;
         meta.model_group.clone_from(&req.model);
         meta.end_user.clone_from(&req.user);
@@ -578,6 +620,9 @@ pub(crate) async fn embeddings(
             let e = Error::bad_request("'input' must not be empty").with_param("input");
             return Err((e, None));
         }
+        admit(&st, &principal, &req.model, &mut meta)
+            .await
+            .map_err(|e| (e, None))?;
         let routed = st
             .models
             .router
@@ -607,6 +652,9 @@ pub(crate) async fn embeddings(
     }
     .await;
     let resp = resp.unwrap_or_else(|(e, trace)| failed(&st, &meta, e, trace.as_ref(), true));
+    if let Some(t) = meta.ticket.take() {
+        t.settle().await;
+    }
     with_id(resp, id)
 }
 
@@ -614,7 +662,7 @@ pub(crate) async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap
     let st = shared.load();
     let id = request_id(&headers);
     let resp = async {
-        authorize(&st, &headers)?;
+        authorize(&st, &headers).await?;
         let cards = st.models.list(&context(&id)).await;
         json_response(&ModelList::new(cards))
     }
@@ -626,7 +674,7 @@ pub(crate) async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap
 /// model, context window and prices. Credentials are never listed.
 pub(crate) async fn model_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let st = shared.load();
-    if let Err(e) = authorize(&st, &headers) {
+    if let Err(e) = authorize(&st, &headers).await {
         return ApiError(e).into_response();
     }
     let price_text = |p: Option<llmux_cost::UnitPrice>| p.map(|p| p.to_string());
@@ -747,7 +795,7 @@ async fn check_deployment(
 /// which are cooling down in the router.
 pub(crate) async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let st = shared.load();
-    if let Err(e) = authorize(&st, &headers) {
+    if let Err(e) = authorize(&st, &headers).await {
         return ApiError(e).into_response();
     }
     let router = &st.models.router;

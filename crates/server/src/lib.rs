@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
+mod admin;
 mod error;
 mod gateway;
 mod handlers;

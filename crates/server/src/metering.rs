@@ -21,6 +21,12 @@ pub(crate) struct CallMeta {
     pub(crate) trace_id: Option<String>,
     pub(crate) parent_span_id: Option<String>,
     pub(crate) tags: Vec<String>,
+    /// The virtual key's id, team and user (access phase).
+    pub(crate) key: Option<String>,
+    pub(crate) team: Option<String>,
+    pub(crate) user: Option<String>,
+    /// The admitted call's counters, settled when it ends.
+    pub(crate) ticket: Option<crate::access::Ticket>,
 }
 
 /// How a call ended.
@@ -54,6 +60,10 @@ impl CallMeta {
             trace_id: None,
             parent_span_id: None,
             tags: Vec::new(),
+            key: None,
+            team: None,
+            user: None,
+            ticket: None,
         }
     }
 
@@ -68,6 +78,12 @@ impl CallMeta {
             Some(c) => c,
             None => price(models, o.trace, o.usage, o.embedding),
         };
+        if let Some(t) = &self.ticket {
+            let tokens = o
+                .usage
+                .map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
+            t.record(tokens, cost.map(Money::nano_usd));
+        }
         if !meter.has_sinks() {
             meter.count_unbuilt();
             return cost;
@@ -113,6 +129,9 @@ impl CallMeta {
             trace_id: self.trace_id.clone(),
             parent_span_id: self.parent_span_id.clone(),
             finish_reason: o.finish_reason.map(str::to_owned),
+            key: self.key.clone(),
+            team: self.team.clone(),
+            user: self.user.clone(),
             ..CallRecord::default()
         };
         meter.emit(record);
