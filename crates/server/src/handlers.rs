@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use llmux_core::sse::{DONE_EVENT, json_event};
 use llmux_core::{CallContext, ChatRequest, EmbeddingRequest, Error, ErrorKind, ModelList, Secret};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::access::Principal;
 use crate::error::ApiError;
@@ -243,7 +244,12 @@ pub(crate) async fn chat_completions(
     let id = request_id(&headers);
     let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "chat");
     trace_context(&headers, &mut meta);
-    let resp = match chat_inner(&st, &headers, body, &id, &mut meta).await {
+    // One span per call, carrying the request id into every log line of the call.
+    let span = tracing::info_span!("call", request_id = %meta.request_id);
+    let resp = match chat_inner(&st, &headers, body, &id, &mut meta)
+        .instrument(span)
+        .await
+    {
         Ok(resp) => resp,
         Err((e, trace)) => failed(&st, &meta, e, trace.as_ref(), false),
     };
@@ -650,6 +656,7 @@ pub(crate) async fn embeddings(
         litellm_headers(&st, &mut resp, &meta, &trace, cost);
         Ok::<_, Failed>(resp)
     }
+    .instrument(tracing::info_span!("call", request_id = %id.to_str().unwrap_or_default()))
     .await;
     let resp = resp.unwrap_or_else(|(e, trace)| failed(&st, &meta, e, trace.as_ref(), true));
     if let Some(t) = meta.ticket.take() {
