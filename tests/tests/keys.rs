@@ -572,3 +572,40 @@ async fn the_same_flow_runs_on_postgresql() {
         .expect("drop database");
     result.expect("flow passed").expect("bounded");
 }
+
+/// On an open gateway (no master key) calls still work, but nobody can mint keys.
+#[tokio::test]
+async fn the_admin_api_is_disabled_without_a_master_key() {
+    llmux::link_providers();
+    let dir = temp_dir();
+    let url = format!("sqlite://{}", dir.join("llmux.db").display());
+    let store = Store::connect(&url).await.expect("sqlite store");
+    let gw = llmux::gateway()
+        .model("m", llmux_core::DeploymentSettings::new("mock", "echo"))
+        .observability(false)
+        .store(store)
+        .build()
+        .unwrap()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/key/generate", gw.url()))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_body(r).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "admin_disabled");
+    let r = http
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "still open"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -67,7 +67,13 @@ impl Cx {
     /// Refuse anyone but an admin.
     fn require_admin(&self) -> Result<(), Error> {
         match &self.principal {
-            Principal::Open | Principal::Master => Ok(()),
+            Principal::Master => Ok(()),
+            // An open gateway (no master key) has no admin: anyone could mint keys.
+            Principal::Open => Err(Error::new(
+                ErrorKind::Permission,
+                "The admin API is disabled until a master key is set (server.master_key or LLMUX_MASTER_KEY).",
+            )
+            .with_code("admin_disabled")),
             Principal::Key(e) if e.is_admin() => Ok(()),
             Principal::Key(_) => Err(forbidden()),
         }
