@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::recorder::{Fault, RecordedRequest, Recorder, StreamGuard};
+use crate::recorder::{Fault, RecordedRequest, Recorder, split_words, sse_body};
 
 /// A running Anthropic-format mock upstream. Stops when dropped.
 #[derive(Debug)]
@@ -368,7 +368,7 @@ async fn messages(State(st): State<Arc<MockState>>, headers: HeaderMap, body: By
                 thinking,
                 signature,
             } => {
-                let mut d: Vec<Value> = split_text(thinking, pieces)
+                let mut d: Vec<Value> = split_words(thinking, pieces)
                     .into_iter()
                     .map(|t| json!({"type": "thinking_delta", "thinking": t}))
                     .collect();
@@ -380,7 +380,7 @@ async fn messages(State(st): State<Arc<MockState>>, headers: HeaderMap, body: By
             }
             Answer::Text(t) => (
                 json!({"type": "text", "text": ""}),
-                split_text(t, pieces)
+                split_words(t, pieces)
                     .into_iter()
                     .map(|t| json!({"type": "text_delta", "text": t}))
                     .collect(),
@@ -425,68 +425,7 @@ async fn messages(State(st): State<Arc<MockState>>, headers: HeaderMap, body: By
     if let Some(n) = break_after {
         events.truncate(n + 1);
     }
-    st.recorder.streams_started.fetch_add(1, Ordering::SeqCst);
-    let guard = StreamGuard {
-        recorder: st.recorder.clone(),
-        completed: false,
-    };
-    let broken = break_after.is_some();
-    let stream = futures_util::stream::unfold(
-        (events.into_iter(), guard, false),
-        move |(mut it, mut guard, first_sent)| async move {
-            match it.next() {
-                Some(b) => {
-                    if first_sent && !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    Some((Ok::<_, std::io::Error>(b), (it, guard, true)))
-                }
-                None if broken => {
-                    // Let what was sent reach the client before the connection breaks.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    guard.completed = true;
-                    Some((
-                        Err(std::io::Error::other("injected broken stream")),
-                        (it, guard, true),
-                    ))
-                }
-                None => {
-                    guard.finish();
-                    None
-                }
-            }
-        },
-    );
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("valid response")
-}
-
-/// Split `text` into at most `n` pieces on word boundaries (spaces kept), so the pieces
-/// concatenate back to the text.
-fn split_text(text: &str, n: usize) -> Vec<String> {
-    let n = n.max(1);
-    let spaces: Vec<usize> = text
-        .char_indices()
-        .filter(|(_, c)| *c == ' ')
-        .map(|(i, _)| i)
-        .collect();
-    if spaces.is_empty() || n == 1 {
-        return vec![text.to_owned()];
-    }
-    let step = spaces.len().div_ceil(n - 1).max(1);
-    let mut out = Vec::new();
-    let mut start = 0;
-    for cut in spaces.iter().step_by(step) {
-        if *cut > start {
-            out.push(text[start..*cut].to_owned());
-            start = *cut;
-        }
-    }
-    out.push(text[start..].to_owned());
-    out
+    sse_body(&st.recorder, events, 1, delay, break_after.is_some())
 }
 
 /// Split `s` into at most `n` pieces of similar length (on char boundaries), as Anthropic
@@ -512,7 +451,7 @@ mod tests {
             ("a b", 8),
             ("", 2),
         ] {
-            assert_eq!(split_text(text, n).concat(), text);
+            assert_eq!(split_words(text, n).concat(), text);
             assert_eq!(split_even(text, n).concat(), text);
             assert!(split_even(text, n).len() <= n);
         }

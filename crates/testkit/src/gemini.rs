@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::openai::mock_vector;
-use crate::recorder::{Fault, RecordedRequest, Recorder, StreamGuard};
+use crate::recorder::{Fault, RecordedRequest, Recorder, sse_body};
 
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -598,47 +598,7 @@ fn stream(st: &MockState, req: &Value, model: &str, fault: Option<Fault>) -> Res
     if let Some(k) = break_after {
         events.truncate(k);
     }
-    sse_response(st, events, delay, break_after.is_some())
-}
-
-/// An event-stream response sending `events` (with `delay` between them), counted as
-/// completed or cancelled; `broken` ends it with a connection error instead.
-fn sse_response(st: &MockState, events: Vec<Bytes>, delay: Duration, broken: bool) -> Response {
-    st.recorder.streams_started.fetch_add(1, Ordering::SeqCst);
-    let guard = StreamGuard {
-        recorder: st.recorder.clone(),
-        completed: false,
-    };
-    let body = futures_util::stream::unfold(
-        (events.into_iter(), guard, false),
-        move |(mut it, mut guard, first_sent)| async move {
-            match it.next() {
-                Some(b) => {
-                    if first_sent && !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    Some((Ok::<_, std::io::Error>(b), (it, guard, true)))
-                }
-                None if broken => {
-                    // Let what was sent reach the client before the connection breaks.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    guard.completed = true;
-                    Some((
-                        Err(std::io::Error::other("injected broken stream")),
-                        (it, guard, true),
-                    ))
-                }
-                None => {
-                    guard.finish();
-                    None
-                }
-            }
-        },
-    );
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(body))
-        .expect("valid response")
+    sse_body(&st.recorder, events, 1, delay, break_after.is_some())
 }
 
 fn embedding_values(content: &Value, dims: usize) -> Value {
@@ -922,7 +882,7 @@ fn claude_stream(st: &MockState, a: &ClaudeAnswer, model: &str, fault: Option<Fa
     if let Some(k) = break_after {
         events.truncate(k);
     }
-    sse_response(st, events, delay, break_after.is_some())
+    sse_body(&st.recorder, events, 1, delay, break_after.is_some())
 }
 
 // ---------------------------------------------------------------------------------------

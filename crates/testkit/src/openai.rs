@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::recorder::{Fault, RecordedRequest, Recorder, StreamGuard};
+use crate::recorder::{Fault, RecordedRequest, Recorder, split_words, sse_body};
 
 /// A running OpenAI-format mock upstream. Stops when dropped.
 #[derive(Debug)]
@@ -353,11 +353,11 @@ async fn chat(
     }
     let include_usage = req["stream_options"]["include_usage"] == Value::Bool(true);
     let (pieces, delay, break_after) = match fault {
-        Some(Fault::SlowStream { chunks, delay }) => (split_reply(&reply, chunks), delay, None),
+        Some(Fault::SlowStream { chunks, delay }) => (split_words(&reply, chunks), delay, None),
         Some(Fault::BrokenStream { after_chunks }) => {
-            (split_reply(&reply, 4), Duration::ZERO, Some(after_chunks))
+            (split_words(&reply, 4), Duration::ZERO, Some(after_chunks))
         }
-        _ => (split_reply(&reply, 4), Duration::ZERO, None),
+        _ => (split_words(&reply, 4), Duration::ZERO, None),
     };
     let chunk = move |delta: Value, finish: Value, usage: Value| -> Bytes {
         let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created,
@@ -388,71 +388,9 @@ async fn chat(
     if let Some(n) = break_after {
         events.truncate(n + 1);
     }
-    st.recorder.streams_started.fetch_add(1, Ordering::SeqCst);
-    let guard = StreamGuard {
-        recorder: st.recorder.clone(),
-        completed: false,
-    };
-    let broken = break_after.is_some();
-    let stream = futures_util::stream::unfold(
-        (events.into_iter(), guard, 0usize),
-        move |(mut it, mut guard, sent): (_, StreamGuard, usize)| async move {
-            let next = it.next();
-            match next {
-                Some(b) => {
-                    // The role chunk and the first piece of text go out at once; the pause
-                    // comes before each later chunk (a stall mid-answer).
-                    if sent >= 2 && !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    Some((Ok::<_, std::io::Error>(b), (it, guard, sent + 1)))
-                }
-                None if broken => {
-                    // Let what was sent reach the client before the connection breaks.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    guard.completed = true;
-                    Some((
-                        Err(std::io::Error::other("injected broken stream")),
-                        (it, guard, sent),
-                    ))
-                }
-                None => {
-                    guard.finish();
-                    None
-                }
-            }
-        },
-    );
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("valid response")
-}
-
-/// Split `reply` into at most `n` pieces on word boundaries, keeping the spaces, so the
-/// pieces concatenate back to the reply.
-fn split_reply(reply: &str, n: usize) -> Vec<String> {
-    let n = n.max(1);
-    let idx: Vec<usize> = reply
-        .char_indices()
-        .filter(|(_, c)| *c == ' ')
-        .map(|(i, _)| i)
-        .collect();
-    if idx.is_empty() || n == 1 {
-        return vec![reply.to_owned()];
-    }
-    let step = idx.len().div_ceil(n - 1).max(1);
-    let mut out = Vec::new();
-    let mut start = 0;
-    for cut in idx.iter().step_by(step) {
-        if *cut > start {
-            out.push(reply[start..*cut].to_owned());
-            start = *cut;
-        }
-    }
-    out.push(reply[start..].to_owned());
-    out
+    // The role chunk and the first piece of text go out at once; a slow stream pauses
+    // before each later chunk (a stall mid-answer).
+    sse_body(&st.recorder, events, 2, delay, break_after.is_some())
 }
 
 async fn embeddings(
@@ -523,7 +461,7 @@ async fn models(State(st): State<Arc<MockState>>, headers: HeaderMap) -> Respons
 
 #[cfg(test)]
 mod tests {
-    use super::split_reply;
+    use crate::recorder::split_words;
 
     #[test]
     fn split_pieces_concatenate_back() {
@@ -533,10 +471,10 @@ mod tests {
             ("a b", 8),
             ("", 2),
         ] {
-            let parts = split_reply(text, n);
+            let parts = split_words(text, n);
             assert_eq!(parts.concat(), text);
             assert!(parts.len() <= n.max(1) + 1, "{parts:?}");
         }
-        assert_eq!(split_reply("a b c d e f", 3).len(), 3);
+        assert_eq!(split_words("a b c d e f", 3).len(), 3);
     }
 }

@@ -1,6 +1,7 @@
 //! What every mock shares: the request log, the fault queue, stream accounting.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -120,4 +121,77 @@ impl Drop for StreamGuard {
         };
         counter.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// An event-stream response sending `events`, counted in `recorder` as completed or
+/// cancelled. The first `eager` events go out at once; `delay` comes before each later one
+/// (a stall mid-answer). `broken` ends the body with a connection error instead of its end.
+pub(crate) fn sse_body(
+    recorder: &Arc<Recorder>,
+    events: Vec<bytes::Bytes>,
+    eager: usize,
+    delay: Duration,
+    broken: bool,
+) -> axum::response::Response {
+    recorder.streams_started.fetch_add(1, Ordering::SeqCst);
+    let guard = StreamGuard {
+        recorder: recorder.clone(),
+        completed: false,
+    };
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), guard, 0usize),
+        move |(mut it, mut guard, sent): (_, StreamGuard, usize)| async move {
+            match it.next() {
+                Some(b) => {
+                    if sent >= eager && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, std::io::Error>(b), (it, guard, sent + 1)))
+                }
+                None if broken => {
+                    // Let what was sent reach the client before the connection breaks.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    guard.completed = true;
+                    Some((
+                        Err(std::io::Error::other("injected broken stream")),
+                        (it, guard, sent),
+                    ))
+                }
+                None => {
+                    guard.finish();
+                    None
+                }
+            }
+        },
+    );
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(axum::body::Body::from_stream(stream))
+        .expect("valid response")
+}
+
+/// Split `text` into at most `n` pieces on word boundaries (spaces kept), so the pieces
+/// concatenate back to the text.
+pub(crate) fn split_words(text: &str, n: usize) -> Vec<String> {
+    let n = n.max(1);
+    let spaces: Vec<usize> = text
+        .char_indices()
+        .filter(|(_, c)| *c == ' ')
+        .map(|(i, _)| i)
+        .collect();
+    if spaces.is_empty() || n == 1 {
+        return vec![text.to_owned()];
+    }
+    let step = spaces.len().div_ceil(n - 1).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in spaces.iter().step_by(step) {
+        if *cut > start {
+            out.push(text[start..*cut].to_owned());
+            start = *cut;
+        }
+    }
+    out.push(text[start..].to_owned());
+    out
 }
