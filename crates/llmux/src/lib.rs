@@ -20,10 +20,20 @@ pub use llmux_core as core;
 pub use llmux_provider_anthropic as anthropic;
 #[cfg(feature = "azure")]
 pub use llmux_provider_azure as azure;
+#[cfg(feature = "bedrock")]
+pub use llmux_provider_bedrock as bedrock;
+#[cfg(feature = "cohere")]
+pub use llmux_provider_cohere as cohere;
+#[cfg(feature = "compat")]
+pub use llmux_provider_compat as compat;
 #[cfg(feature = "gemini")]
 pub use llmux_provider_gemini as gemini;
+#[cfg(feature = "mistral")]
+pub use llmux_provider_mistral as mistral;
 #[cfg(feature = "mock")]
 pub use llmux_provider_mock as mock;
+#[cfg(feature = "ollama")]
+pub use llmux_provider_ollama as ollama;
 #[cfg(feature = "openai")]
 pub use llmux_provider_openai as openai;
 pub use llmux_server as server;
@@ -40,6 +50,16 @@ pub fn link_providers() {
     llmux_provider_anthropic::link();
     #[cfg(feature = "gemini")]
     llmux_provider_gemini::link();
+    #[cfg(feature = "bedrock")]
+    llmux_provider_bedrock::link();
+    #[cfg(feature = "cohere")]
+    llmux_provider_cohere::link();
+    #[cfg(feature = "mistral")]
+    llmux_provider_mistral::link();
+    #[cfg(feature = "ollama")]
+    llmux_provider_ollama::link();
+    #[cfg(feature = "compat")]
+    llmux_provider_compat::link();
 }
 
 /// Names of the providers compiled into this build, sorted.

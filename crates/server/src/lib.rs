@@ -19,8 +19,12 @@ mod admin;
 mod error;
 mod gateway;
 mod handlers;
+mod messages;
 mod metering;
 mod models;
+mod report;
+mod rerank;
+mod responses;
 
 pub use error::{ApiError, ServerError};
 pub use gateway::{Gateway, GatewayBuilder, RunningGateway, shutdown_signal};

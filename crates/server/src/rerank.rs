@@ -1,0 +1,11 @@
+//! Routes for `rerank` (filled in by its issue).
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::handlers::Shared;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+}

@@ -1,0 +1,6 @@
+//! `llmux-provider-mistral`: llmux provider for Mistral (its OpenAI-like API, reusing the OpenAI codec).
+//!
+//! (Skeleton: filled in by the issue that adds this provider.)
+
+/// Referenced by the `llmux` facade so the linker keeps this crate's registrations.
+pub fn link() {}
