@@ -171,7 +171,7 @@ fn python_client_check() -> Result<(), String> {
         "-r",
     ])
     .arg(root.join("tests/python/requirements.txt"));
-    run("pip install the official openai client", c)?;
+    run("pip install the official openai and anthropic clients", c)?;
 
     let mut c = cargo();
     c.args(["build", "-p", "llmux", "--bin", "llmux"]);
@@ -196,18 +196,11 @@ fn python_client_check() -> Result<(), String> {
     run("official openai Python client against the gateway", c)?;
 
     let mut c = cargo();
-    c.args([
-        "test",
-        "-p",
-        "llmux-e2e",
-        "--test",
-        "python_providers",
-        "--",
-        "--ignored",
-    ])
-    .env("LLMUX_PYTHON", &py);
+    // Every ignored end-to-end test is a Python-client test (`tests/tests/python_*.rs`).
+    c.args(["test", "-p", "llmux-e2e", "--tests", "--", "--ignored"])
+        .env("LLMUX_PYTHON", &py);
     run(
-        "official openai Python client against every provider's mock",
+        "official openai and anthropic Python clients against the gateway and every provider's mock",
         c,
     )
 }
