@@ -28,8 +28,8 @@ pub mod types;
 pub use error::{Error, ErrorBody, ErrorDetail, ErrorKind, Origin};
 pub use model_ref::ModelRef;
 pub use provider::{
-    CallContext, ChatStream, DeploymentSettings, Provider, ProviderFactory, Secret, find_provider,
-    providers,
+    CallContext, Capability, ChatStream, DeploymentSettings, Provider, ProviderFactory, Secret,
+    find_provider, providers,
 };
 pub use record::{CallRecord, CallSink};
 pub use types::*;

@@ -157,12 +157,42 @@ impl DeploymentSettings {
 /// Reads an environment variable; injected so factories can be tested without the process env.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// One kind of call a provider serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Chat completions, plain and streamed.
+    Chat,
+    /// Embeddings.
+    Embeddings,
+    /// Reranking documents against a query.
+    Rerank,
+    /// Listing the upstream's models (`provider/*` in `GET /v1/models`).
+    ListModels,
+}
+
+impl Capability {
+    /// The name used in `llmux providers` and the docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embeddings => "embeddings",
+            Self::Rerank => "rerank",
+            Self::ListModels => "models",
+        }
+    }
+}
+
 /// A provider plugin: how to build its [`Provider`] for a deployment.
 pub struct ProviderFactory {
     /// The prefix in `prefix/model` (`openai`).
     pub name: &'static str,
     /// One line for `llmux providers` and docs.
     pub description: &'static str,
+    /// The upstream base URL used when a deployment sets no `api_base` (`""` when there is
+    /// no single default, e.g. Azure's per-resource endpoints).
+    pub default_api_base: &'static str,
+    /// What the provider serves (for `llmux providers` and the generated provider docs).
+    pub capabilities: &'static [Capability],
     /// Build the provider for one deployment.
     pub build: fn(&DeploymentSettings) -> Result<Arc<dyn Provider>, Error>,
     /// The `name/*` wildcard template when the environment configures this provider

@@ -309,6 +309,8 @@ llmux_core::inventory::submit! {
     ProviderFactory {
         name: "anthropic",
         description: "Anthropic Messages API (chat, streaming, tools, thinking, prompt caching)",
+        default_api_base: DEFAULT_API_BASE,
+        capabilities: &[llmux_core::Capability::Chat],
         build,
         from_env,
     }

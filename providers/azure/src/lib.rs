@@ -93,6 +93,8 @@ llmux_core::inventory::submit! {
     ProviderFactory {
         name: "azure",
         description: "Azure OpenAI (deployments, api-key or Entra ID token)",
+        default_api_base: "",
+        capabilities: &[llmux_core::Capability::Chat, llmux_core::Capability::Embeddings],
         build: factory_build,
         from_env,
     }

@@ -545,6 +545,8 @@ llmux_core::inventory::submit! {
     ProviderFactory {
         name: "gemini",
         description: "Google Gemini API (chat, streaming, tools, thinking, embeddings)",
+        default_api_base: GEMINI_API_BASE,
+        capabilities: &[llmux_core::Capability::Chat, llmux_core::Capability::Embeddings],
         build: build_gemini,
         from_env: gemini_from_env,
     }
@@ -555,6 +557,8 @@ llmux_core::inventory::submit! {
         name: "vertex_ai",
         description: "Google Vertex AI: Gemini models (chat, streaming, tools, embeddings) and \
                       Anthropic Claude models (chat, streaming, tools)",
+        default_api_base: "",
+        capabilities: &[llmux_core::Capability::Chat, llmux_core::Capability::Embeddings],
         build: build_vertex,
         from_env: vertex_from_env,
     }

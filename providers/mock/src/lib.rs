@@ -333,6 +333,8 @@ llmux_core::inventory::submit! {
     ProviderFactory {
         name: "mock",
         description: "built-in deterministic mock (echo, forced answers and errors)",
+        default_api_base: "",
+        capabilities: &[llmux_core::Capability::Chat, llmux_core::Capability::Embeddings],
         build,
         from_env,
     }

@@ -288,6 +288,8 @@ llmux_core::inventory::submit! {
     ProviderFactory {
         name: "openai",
         description: "OpenAI API (chat, streaming, embeddings, models)",
+        default_api_base: DEFAULT_API_BASE,
+        capabilities: &[llmux_core::Capability::Chat, llmux_core::Capability::Embeddings, llmux_core::Capability::ListModels],
         build,
         from_env,
     }
