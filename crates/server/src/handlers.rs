@@ -16,11 +16,14 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::access::Principal;
+use crate::call::{
+    ChatOutcome, Failed, MeteredStream, begin, end, record_failure, route_failure, run_chat,
+};
 use crate::error::ApiError;
-use crate::metering::{CallMeta, Outcome, estimate_tokens, price};
+use crate::metering::{CallMeta, Outcome};
 use crate::models::ModelTable;
 use llmux_cost::{Meter, Money};
-use llmux_router::{Trace, TraceHandle};
+use llmux_router::Trace;
 
 /// The state in force, swapped whole when the config is reloaded; calls in flight keep
 /// the state they started with.
@@ -125,7 +128,7 @@ pub(crate) async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<P
 
 /// The access phase: a virtual key's call is checked against its limits and budgets, and
 /// attributed (key, team, user) in its call record.
-async fn admit(
+pub(crate) async fn admit(
     st: &AppState,
     principal: &Principal,
     model: &str,
@@ -185,7 +188,7 @@ pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Result<Response, 
         .into_response())
 }
 
-fn context(id: &HeaderValue) -> CallContext {
+pub(crate) fn context(id: &HeaderValue) -> CallContext {
     CallContext {
         request_id: id.to_str().unwrap_or_default().to_owned(),
         ..CallContext::default()
@@ -224,7 +227,7 @@ fn with_route(resp: &mut Response, trace: &Trace, answered_model: Option<&str>) 
 }
 
 /// The client's W3C `traceparent`, for continuing its trace.
-fn trace_context(headers: &HeaderMap, meta: &mut CallMeta) {
+pub(crate) fn trace_context(headers: &HeaderMap, meta: &mut CallMeta) {
     if let Some((trace, span)) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -240,46 +243,42 @@ pub(crate) async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let st = shared.load();
-    let id = request_id(&headers);
-    let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "chat");
-    trace_context(&headers, &mut meta);
+    let (st, id, mut meta) = begin(&shared, &headers, "chat");
     // One span per call, carrying the request id into every log line of the call.
     let span = tracing::info_span!("call", request_id = %meta.request_id);
-    let resp = match chat_inner(&st, &headers, body, &id, &mut meta)
-        .instrument(span)
-        .await
-    {
-        Ok(resp) => resp,
-        Err((e, trace)) => failed(&st, &meta, e, trace.as_ref(), false),
-    };
-    if let Some(t) = meta.ticket.take() {
-        t.settle().await;
+    let resp = async {
+        let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
+        let req: ChatRequest = parse(body).map_err(|e| (e, None))?;
+        let wants_usage = req.wants_stream_usage();
+        match run_chat(&st, &principal, &headers, req, &id, &mut meta, Vec::new()).await? {
+            ChatOutcome::Full {
+                response,
+                trace,
+                headers,
+                ..
+            } => {
+                let mut resp = json_response(&response).map_err(|e| (e, Some(trace)))?;
+                resp.headers_mut().extend(headers);
+                Ok::<_, Failed>(resp)
+            }
+            ChatOutcome::Stream { chunks, headers } => {
+                let mut resp = sse_response(chunks, wants_usage);
+                resp.headers_mut().extend(headers);
+                Ok(resp)
+            }
+        }
     }
-    with_id(resp, id)
+    .instrument(span)
+    .await;
+    let resp = resp.unwrap_or_else(|(e, trace)| {
+        record_failure(&st, &meta, &e, trace.as_ref(), false);
+        error_response(e, trace.as_ref())
+    });
+    end(&mut meta, resp, id).await
 }
 
-/// An error response, metered unless the caller was not authenticated (not a call).
-fn failed(
-    st: &AppState,
-    meta: &CallMeta,
-    e: Error,
-    trace: Option<&Trace>,
-    embedding: bool,
-) -> Response {
-    if e.kind() != ErrorKind::Auth || trace.is_some() {
-        meta.finish(
-            &st.models,
-            &st.meter,
-            Outcome {
-                trace,
-                status: e.http_status(),
-                error_kind: Some(e.kind()),
-                embedding,
-                ..Outcome::default()
-            },
-        );
-    }
+/// An error in OpenAI's shape, with the route headers when routing started.
+pub(crate) fn error_response(e: Error, trace: Option<&Trace>) -> Response {
     let mut resp = ApiError(e).into_response();
     if let Some(t) = trace {
         with_route(&mut resp, t, None);
@@ -287,112 +286,20 @@ fn failed(
     resp
 }
 
-type Failed = (Error, Option<Trace>);
-
-fn route_failure(f: llmux_router::RouteFailure) -> Failed {
-    (f.error, Some(f.trace))
-}
-
-async fn chat_inner(
-    st: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    id: &HeaderValue,
-    meta: &mut CallMeta,
-) -> Result<Response, Failed> {
-    let principal = authenticate(st, headers).await.map_err(|e| (e, None))?;
-    let req: ChatRequest = parse(body).map_err(|e| (e, None))?;
-    meta.model_group.clone_from(&req.model);
-    meta.end_user.clone_from(&req.user);
-    meta.tags = crate::metering::tags(
-        &req.extra,
-        req.metadata.as_ref(),
-        headers.get("x-llmux-tags").and_then(|v| v.to_str().ok()),
-    )
-    .map_err(|e| (e, None))?;
-    if req.messages.is_empty() {
-        let e = Error::bad_request("'messages' must contain at least one message")
-            .with_param("messages");
-        return Err((e, None));
-    }
-    admit(st, &principal, &req.model, meta)
-        .await
-        .map_err(|e| (e, None))?;
-    let cx = context(id);
-    let in_flight = llmux_observe::in_flight(&req.model);
-    if req.is_stream() {
-        meta.operation = "chat_stream";
-        let wants_usage = req.wants_stream_usage();
-        let prompt_chars = prompt_chars(&req);
-        let routed = st
-            .models
-            .router
-            .chat_stream(req, &cx)
-            .await
-            .map_err(route_failure)?;
-        let trace = routed.trace.snapshot();
-        let meta = std::mem::replace(meta, CallMeta::new(String::new(), "chat_stream"));
-        let litellm = if st.litellm_headers {
-            let mut probe = Response::default();
-            litellm_headers(st, &mut probe, &meta, &trace, None);
-            Some(probe.into_parts().0.headers)
-        } else {
-            None
-        };
-        let mut resp = sse_response(
-            routed.value,
-            wants_usage,
-            StreamMeter {
-                st: st.clone(),
-                meta,
-                trace: routed.trace,
-                usage: None,
-                cost: None,
-                prompt_chars,
-                text_chars: 0,
-                first_chunk_us: None,
-                provider_model: None,
-                finish_reason: None,
-                error: None,
-                done: false,
-                _in_flight: in_flight,
-            },
-        );
-        with_route(&mut resp, &trace, None);
-        if let Some(h) = litellm {
-            resp.headers_mut().extend(h);
-        }
-        return Ok(resp);
-    }
-    let routed = st
-        .models
-        .router
-        .chat(req, &cx)
-        .await
-        .map_err(route_failure)?;
-    let trace = routed.trace.snapshot();
-    let out = routed.value;
-    let cost = meta.finish(
-        &st.models,
-        &st.meter,
-        Outcome {
-            trace: Some(&trace),
-            provider_model: Some(&out.model),
-            usage: out.usage.as_ref(),
-            status: 200,
-            finish_reason: out
-                .choices
-                .first()
-                .and_then(|c| c.finish_reason.as_ref())
-                .map(|f| f.as_str()),
-            ..Outcome::default()
-        },
-    );
-    let mut resp = json_response(&out).map_err(|e| (e, Some(trace.clone())))?;
-    with_route(&mut resp, &trace, Some(&out.model));
+/// The headers naming what answered a call (`x-llmux-*`), its cost, and LiteLLM's
+/// `x-litellm-*` when they are on — for any inbound format's response.
+pub(crate) fn route_headers(
+    st: &AppState,
+    meta: &CallMeta,
+    trace: &Trace,
+    answered_model: Option<&str>,
+    cost: Option<Money>,
+) -> HeaderMap {
+    let mut resp = Response::default();
+    with_route(&mut resp, trace, answered_model);
     set_cost(&mut resp, cost);
-    litellm_headers(st, &mut resp, meta, &trace, cost);
-    Ok(resp)
+    litellm_headers(st, &mut resp, meta, trace, cost);
+    resp.into_parts().0.headers
 }
 
 /// The `x-litellm-*` headers LiteLLM clients and dashboards read (when
@@ -445,123 +352,28 @@ fn set_cost(resp: &mut Response, cost: Option<Money>) {
     }
 }
 
-fn prompt_chars(req: &ChatRequest) -> u64 {
-    req.messages
-        .iter()
-        .map(|m| match &m.content {
-            Some(llmux_core::MessageContent::Text(t)) => t.len() as u64,
-            Some(c) => c.joined_text().len() as u64,
-            None => 0,
-        })
-        .sum()
-}
-
-/// Follows one stream to its end (or its client's departure) and emits its record once,
-/// when dropped.
-struct StreamMeter {
-    st: Arc<AppState>,
-    meta: CallMeta,
-    trace: TraceHandle,
-    usage: Option<llmux_core::Usage>,
-    cost: Option<Option<Money>>,
-    prompt_chars: u64,
-    text_chars: u64,
-    first_chunk_us: Option<u64>,
-    provider_model: Option<String>,
-    finish_reason: Option<String>,
-    error: Option<ErrorKind>,
-    done: bool,
-    /// Counts the stream in flight until its body is dropped.
-    _in_flight: llmux_observe::InFlight,
-}
-
-impl StreamMeter {
-    fn observe(&mut self, chunk: &llmux_core::ChatChunk) {
-        if self.first_chunk_us.is_none() {
-            self.first_chunk_us = Some(self.meta.started.elapsed().as_micros() as u64);
-            if !chunk.model.is_empty() {
-                self.provider_model = Some(chunk.model.clone());
-            }
-        }
-        for c in &chunk.choices {
-            let d = &c.delta;
-            let n = d.content.as_ref().map_or(0, String::len)
-                + d.reasoning_content.as_ref().map_or(0, String::len)
-                + d.tool_calls.as_ref().map_or(0, |t| {
-                    t.iter()
-                        .filter_map(|t| t.function.as_ref()?.arguments.as_ref())
-                        .map(String::len)
-                        .sum()
-                });
-            self.text_chars += n as u64;
-            if let Some(f) = &c.finish_reason {
-                self.finish_reason = Some(f.as_str().to_owned());
-            }
-        }
-        if let Some(u) = &chunk.usage {
-            self.usage = Some(u.clone());
-            let trace = self.trace.snapshot();
-            self.cost = Some(price(&self.st.models, Some(&trace), Some(u), false));
-        }
-    }
-}
-
-impl Drop for StreamMeter {
-    fn drop(&mut self) {
-        let estimated = self.usage.is_none();
-        let usage = self.usage.take().unwrap_or_else(|| {
-            llmux_core::Usage::new(
-                estimate_tokens(self.prompt_chars),
-                estimate_tokens(self.text_chars),
-            )
-        });
-        let status = match (self.error, self.done) {
-            (Some(k), _) => k.http_status(),
-            (None, true) => 200,
-            (None, false) => 499,
-        };
-        let trace = self.trace.snapshot();
-        self.meta.finish(
-            &self.st.models,
-            &self.st.meter,
-            Outcome {
-                trace: Some(&trace),
-                provider_model: self.provider_model.as_deref(),
-                usage: Some(&usage),
-                usage_estimated: estimated,
-                status,
-                error_kind: self.error,
-                ttft_us: self.first_chunk_us,
-                finish_reason: self.finish_reason.as_deref(),
-                cost: if estimated { None } else { self.cost },
-                ..Outcome::default()
-            },
-        );
-    }
-}
-
 /// Turn a chunk stream into the client's SSE body: each chunk is written as it arrives,
 /// the usage chunk is dropped unless the client asked for it (and then carries
 /// `usage.cost` in USD), an error after the first chunk becomes an `error` event, and
 /// `[DONE]` closes a stream that ended normally. The stream's record is emitted when the
 /// body is dropped: at the end, or when the client goes away.
-fn sse_response(stream: llmux_core::ChatStream, wants_usage: bool, meter: StreamMeter) -> Response {
-    let body = futures_util::stream::unfold(
-        (stream, meter, false),
-        move |(mut stream, mut meter, finished)| async move {
+pub(crate) fn sse_response(chunks: MeteredStream, wants_usage: bool) -> Response {
+    let body =
+        futures_util::stream::unfold((chunks, false), move |(mut chunks, finished)| async move {
             if finished {
                 return None;
             }
             loop {
-                match stream.next().await {
+                match chunks.next().await {
                     Some(Ok(mut chunk)) => {
-                        meter.observe(&chunk);
                         if !wants_usage {
                             if chunk.is_usage_only() {
                                 continue;
                             }
                             chunk.usage = None;
-                        } else if let (Some(u), Some(Some(cost))) = (&mut chunk.usage, meter.cost) {
+                        } else if let (Some(u), Some(Some(cost))) =
+                            (&mut chunk.usage, chunks.cost())
+                        {
                             u.extra
                                 .insert("cost".into(), serde_json::json!(cost.to_usd_f64()));
                         }
@@ -569,22 +381,26 @@ fn sse_response(stream: llmux_core::ChatStream, wants_usage: bool, meter: Stream
                             json_event(&Error::internal(format!("encode: {e}")).to_body())
                                 .unwrap_or_default()
                         });
-                        return Some((Ok::<_, Infallible>(bytes), (stream, meter, false)));
+                        return Some((Ok::<_, Infallible>(bytes), (chunks, false)));
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "stream failed after it started");
-                        meter.error = Some(e.kind());
                         let bytes = json_event(&e.to_body()).unwrap_or_default();
-                        return Some((Ok(bytes), (stream, meter, true)));
+                        return Some((Ok(bytes), (chunks, true)));
                     }
                     None => {
-                        meter.done = true;
-                        return Some((Ok(Bytes::from_static(DONE_EVENT)), (stream, meter, true)));
+                        return Some((Ok(Bytes::from_static(DONE_EVENT)), (chunks, true)));
                     }
                 }
             }
-        },
-    );
+        });
+    sse_body(body)
+}
+
+/// An SSE response around `body` (no caching, no proxy buffering).
+pub(crate) fn sse_body<S>(body: S) -> Response
+where
+    S: futures_core::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
     (
         [
             (
@@ -607,10 +423,7 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let st = shared.load();
-    let id = request_id(&headers);
-    let mut meta = CallMeta::new(id.to_str().unwrap_or_default().to_owned(), "embeddings");
-    trace_context(&headers, &mut meta);
+    let (st, id, mut meta) = begin(&shared, &headers, "embeddings");
     let resp = async {
         let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
         let req: EmbeddingRequest = parse(body).map_err(|e| (e, None))?;
@@ -651,18 +464,17 @@ pub(crate) async fn embeddings(
             },
         );
         let mut resp = json_response(&out).map_err(|e| (e, Some(trace.clone())))?;
-        with_route(&mut resp, &trace, Some(&out.model));
-        set_cost(&mut resp, cost);
-        litellm_headers(&st, &mut resp, &meta, &trace, cost);
+        resp.headers_mut()
+            .extend(route_headers(&st, &meta, &trace, Some(&out.model), cost));
         Ok::<_, Failed>(resp)
     }
     .instrument(tracing::info_span!("call", request_id = %id.to_str().unwrap_or_default()))
     .await;
-    let resp = resp.unwrap_or_else(|(e, trace)| failed(&st, &meta, e, trace.as_ref(), true));
-    if let Some(t) = meta.ticket.take() {
-        t.settle().await;
-    }
-    with_id(resp, id)
+    let resp = resp.unwrap_or_else(|(e, trace)| {
+        record_failure(&st, &meta, &e, trace.as_ref(), true);
+        error_response(e, trace.as_ref())
+    });
+    end(&mut meta, resp, id).await
 }
 
 pub(crate) async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -16,6 +16,7 @@
 
 mod access;
 mod admin;
+mod call;
 mod error;
 mod gateway;
 mod handlers;
