@@ -146,6 +146,17 @@ impl Writer {
             );
             self.kv(1, "database_url", &v);
         }
+        if s.redis_url.is_some() {
+            let v = self.secret(
+                "settings.redis_url",
+                c.env_refs.get("settings.redis_url"),
+                &["redis_url"],
+            );
+            self.kv(1, "redis_url", &v);
+        }
+        if let Some(t) = s.key_cache_ttl {
+            self.kv(1, "key_cache_ttl", &secs(t));
+        }
         if !s.callbacks.is_empty() {
             self.kv(1, "callbacks", &list(&s.callbacks));
         }

@@ -93,6 +93,9 @@ struct Walk<'a> {
     callback_lists: Vec<(&'static str, Value)>,
     /// `callback_settings` maps, top-level first: (key path, map).
     callback_settings: Vec<(&'static str, Value)>,
+    /// `router_settings.redis_{url,host,port,password}`, resolved, composed into
+    /// `settings.redis_url` at the end.
+    redis: BTreeMap<String, String>,
 }
 
 pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Converted {
@@ -136,6 +139,7 @@ pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<Str
         out: Converted::default(),
         callback_lists: Vec::new(),
         callback_settings: Vec::new(),
+        redis: BTreeMap::new(),
     };
     w.out.errors = var_errors;
 
@@ -180,6 +184,7 @@ pub(crate) fn convert(tree: &Value, file: &str, env: &dyn Fn(&str) -> Option<Str
     if let Some(v) = w.section(top, "router_settings") {
         w.router_settings(&v);
     }
+    w.redis_url();
     match top.get("model_list") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
@@ -520,6 +525,32 @@ impl Walk<'_> {
         self.out.raw.settings.callbacks = kept;
     }
 
+    /// LiteLLM's Redis settings as one `settings.redis_url` (an explicit `redis_url` wins).
+    fn redis_url(&mut self) {
+        let url = match (self.redis.get("redis_url"), self.redis.get("redis_host")) {
+            (Some(url), _) => url.clone(),
+            (None, Some(host)) => {
+                let port = self.redis.get("redis_port").map_or("6379", String::as_str);
+                let auth = self
+                    .redis
+                    .get("redis_password")
+                    .map(|p| format!(":{}@", percent_encode(p)))
+                    .unwrap_or_default();
+                format!("redis://{auth}{host}:{port}")
+            }
+            (None, None) => {
+                if !self.redis.is_empty() {
+                    self.err(
+                        "router_settings.redis_host",
+                        "redis_port/redis_password need redis_host (or set redis_url)",
+                    );
+                }
+                return;
+            }
+        };
+        self.out.raw.settings.redis_url = Some(url);
+    }
+
     fn router_settings(&mut self, s: &Map<String, Value>) {
         for (k, v) in s {
             if v.is_null() {
@@ -589,15 +620,15 @@ impl Walk<'_> {
                 }
                 "router.default_fallbacks"
             }
+            "redis_host" | "redis_port" | "redis_password" | "redis_url" => {
+                if let Some(Scalar::Text(v) | Scalar::FromEnv(_, v)) = self.scalar(&key, v) {
+                    self.redis.insert(k.to_owned(), v);
+                }
+                self.map("settings.redis_url", key);
+                return;
+            }
             _ => {
-                let hint = match k {
-                    "redis_host" | "redis_port" | "redis_password" | "redis_url" => Some(
-                        "router state is shared through llmux's store settings, \
-                         not router_settings",
-                    ),
-                    _ => None,
-                };
-                self.warn(&key, hint);
+                self.warn(&key, None);
                 return;
             }
         };
@@ -1018,6 +1049,19 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a map",
     }
+}
+
+/// Percent-encode everything but unreserved characters (for a password inside a URL).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

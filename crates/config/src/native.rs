@@ -55,6 +55,10 @@ pub(crate) struct RawSettings {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_prompts: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_cache_ttl: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub callbacks: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -409,6 +413,28 @@ fn build_settings(
         .is_some_and(|u| u.expose().trim().is_empty())
     {
         e.invalid("settings.database_url", "must not be empty");
+    }
+    s.redis_url = e.secret(
+        "settings.redis_url",
+        "settings.redis_url",
+        raw.redis_url,
+        refs,
+    );
+    if let Some(u) = &s.redis_url {
+        let u = u.expose().trim();
+        if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+            e.invalid("settings.redis_url", "must be a redis:// or rediss:// URL");
+        }
+    }
+    match raw.key_cache_ttl {
+        Some(t) if t.is_finite() && (0.0..=3600.0).contains(&t) => {
+            s.key_cache_ttl = Some(std::time::Duration::from_secs_f64(t));
+        }
+        Some(_) => e.invalid(
+            "settings.key_cache_ttl",
+            "must be a number of seconds between 0 and 3600",
+        ),
+        None => {}
     }
     for (i, name) in raw.callbacks.iter().enumerate() {
         let key = format!("settings.callbacks[{i}]");

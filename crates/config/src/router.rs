@@ -246,6 +246,11 @@ pub struct GatewaySettings {
     pub database_url: Option<Secret>,
     /// Store prompts and responses in the spend log.
     pub log_prompts: bool,
+    /// Redis shared by several gateways for rate-limit windows, in-flight counts and
+    /// budget spend (`redis://[:password@]host:port/db`); `None` = in-process counters.
+    pub redis_url: Option<Secret>,
+    /// How long a looked-up virtual key is cached; `None` = the gateway's default (5 s).
+    pub key_cache_ttl: Option<std::time::Duration>,
     /// Where call records go besides the spend log: sink names (`langfuse`, `otel`,
     /// `jsonl`, a linked plugin's name, or a `callback_settings` entry with a `type`), in
     /// order, as written. Which names exist is checked when the sinks are built.
@@ -269,6 +274,8 @@ impl fmt::Debug for GatewaySettings {
             .field("price_table", &self.price_table)
             .field("database_url", &self.database_url)
             .field("log_prompts", &self.log_prompts)
+            .field("redis_url", &self.redis_url)
+            .field("key_cache_ttl", &self.key_cache_ttl)
             .field("callbacks", &self.callbacks)
             .field("callback_settings", &callback_settings)
             .finish()

@@ -573,3 +573,67 @@ models:
         assert!(yaml.contains(want), "missing {want:?} in:\n{yaml}");
     }
 }
+
+#[test]
+fn redis_and_key_cache_settings_load_natively_and_from_litellm() {
+    let c = check_ok(
+        r#"
+settings:
+  redis_url: redis://127.0.0.1:6379/2
+  key_cache_ttl: 0.5
+"#,
+    );
+    assert_eq!(
+        c.settings.redis_url.as_ref().map(|s| s.expose()),
+        Some("redis://127.0.0.1:6379/2")
+    );
+    assert_eq!(
+        c.settings.key_cache_ttl,
+        Some(std::time::Duration::from_millis(500))
+    );
+    assert!(!format!("{:?}", c.settings).contains("6379"), "redacted");
+
+    let e = check_err("settings:\n  redis_url: http://nope\n", "yaml");
+    assert!(e.contains("settings.redis_url"), "{e}");
+    let e = check_err("settings:\n  key_cache_ttl: -1\n", "yaml");
+    assert!(e.contains("settings.key_cache_ttl"), "{e}");
+
+    // LiteLLM's router_settings host/port/password become one URL (password encoded and
+    // read from the environment); `llmux config convert` never prints it.
+    let litellm = r#"
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/gpt-4o}
+router_settings:
+  redis_host: 10.0.0.5
+  redis_port: 6380
+  redis_password: os.environ/MASTER
+"#;
+    let c = Config::from_str(litellm, "yaml", "config.yaml", &|k: &str| match k {
+        "MASTER" => Some("p@ss:word".into()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.settings.redis_url.as_ref().map(|s| s.expose()),
+        Some("redis://:p%40ss%3Aword@10.0.0.5:6380")
+    );
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("redis")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(!crate::to_native_yaml(&c).contains("p%40ss"));
+
+    let c = Config::from_str(
+        "model_list: []\nrouter_settings:\n  redis_url: redis://cache:6379\n  redis_host: ignored\n",
+        "yaml",
+        "config.yaml",
+        &env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.settings.redis_url.as_ref().map(|s| s.expose()),
+        Some("redis://cache:6379")
+    );
+}

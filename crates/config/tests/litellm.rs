@@ -295,7 +295,6 @@ fn unsupported_keys_are_one_warning_list() {
         "litellm_settings.cache_params",
         "litellm_settings.failure_callback[1]",
         "router_settings.enable_pre_call_checks",
-        "router_settings.redis_host",
         "model_list[3].model_info.mode",
         "model_list[6].litellm_params.drop_params",
     ];
@@ -352,7 +351,7 @@ fn converting_and_loading_the_output_gives_the_same_model_table() {
         "strategy: usage-based-routing",
         "#   AZURE_API_BASE, REDIS_HOST",
         "#   TEST_MOCK_API_KEY  (models[7].api_key)",
-        "router_settings.redis_host",
+        "redis_url: os.environ/REDIS_URL",
     ] {
         assert!(yaml.contains(want), "missing {want:?} in:\n{yaml}");
     }
@@ -360,6 +359,8 @@ fn converting_and_loading_the_output_gives_the_same_model_table() {
     let env2 = |k: &str| match k {
         "AZURE_API_BASE" => Some("https://llmux-eastus.openai.azure.com".to_owned()),
         "TEST_MOCK_API_KEY" => Some("sk-not-a-real-key-but-inline".to_owned()),
+        // router_settings.redis_{host,port} became one URL, asked for as a placeholder.
+        "REDIS_URL" => c.settings.redis_url.as_ref().map(|u| u.expose().to_owned()),
         _ => env(k),
     };
     let again = Config::from_str(&yaml, "yaml", "converted.yaml", &env2)

@@ -420,7 +420,29 @@ fn serve(cfg: Config, workers: Option<usize>, db: Option<Database>) -> ExitCode 
         Err(code) => return code,
     };
     rt.block_on(async move {
+        let redis_url = cfg.settings.redis_url.clone();
+        let key_cache_ttl = cfg.settings.key_cache_ttl;
         let mut builder = llmux::gateway().config(cfg);
+        if let Some(ttl) = key_cache_ttl {
+            builder = builder.key_cache_ttl(ttl);
+        }
+        if let Some(url) = redis_url {
+            // Limits, in-flight counts and budget spend shared with every gateway on this
+            // Redis; local counters (and a warning) while it is unreachable.
+            let cfg = llmux_store::RedisCountersConfig::new(url.expose());
+            match llmux_store::RedisCounters::new(cfg) {
+                Ok(counters) => {
+                    if !counters.ping().await {
+                        tracing::warn!("Redis is not reachable: limits hold per gateway until it is");
+                    }
+                    builder = builder.counters(std::sync::Arc::new(counters));
+                }
+                Err(e) => {
+                    eprintln!("settings.redis_url: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         if let Some(db) = db {
             match llmux_store::Store::connect(&db.url).await {
                 Ok(store) => {
