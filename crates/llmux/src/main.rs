@@ -57,6 +57,19 @@ enum Command {
         #[arg(long, short, env = "LLMUX_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Import a LiteLLM Proxy database (teams, users, budgets, virtual keys, spend log)
+    /// into llmux's store; LiteLLM keys keep working unchanged.
+    ImportLitellm {
+        /// The LiteLLM Proxy database (`postgres://…`), read only.
+        #[arg(long = "from", env = "LITELLM_DATABASE_URL")]
+        from: String,
+        /// llmux's database to write into (default: as for `serve`).
+        #[arg(long, env = "LLMUX_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Config file whose `settings.database_url` (or directory) picks the database.
+        #[arg(long, short, env = "LLMUX_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Validate a config and print the resolved model table.
     Check {
         /// Config file (YAML or TOML).
@@ -204,6 +217,20 @@ fn main() -> ExitCode {
             };
             keys(command, &database(database_url, &cfg, config.as_deref()))
         }
+        Command::ImportLitellm {
+            from,
+            database_url,
+            config,
+        } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            import_litellm(&from, &database(database_url, &cfg, config.as_deref()))
+        }
         Command::Check { config } => check(&config),
         Command::Config {
             command: ConfigCommand::Convert { file },
@@ -299,6 +326,40 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
     rt.enable_all().build().map_err(|e| {
         eprintln!("could not start the runtime: {e}");
         ExitCode::FAILURE
+    })
+}
+
+fn import_litellm(from: &str, db: &Database) -> ExitCode {
+    let rt = match runtime(Some(1)) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let store = match llmux_store::Store::connect(&db.url).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("could not open the database: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let r = llmux_store::import_litellm(from, &store).await;
+        store.close().await;
+        match r {
+            Ok(report) => {
+                println!(
+                    "imported {} teams, {} users, {} team memberships, {} keys, {} spend-log rows",
+                    report.teams, report.users, report.members, report.keys, report.spend_logs
+                );
+                for s in &report.skipped {
+                    println!("skipped: {s}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("import failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

@@ -30,6 +30,7 @@ mod counters;
 mod db;
 mod error;
 mod keys;
+mod litellm_import;
 mod spend;
 mod time;
 mod types;
@@ -52,6 +53,7 @@ pub use types::{
     ReportQuery, ReportRow, SpendLogFilter, SpendLogPage, SpendTarget, Team, TeamMember, TeamRole,
     TeamUpdate, User, UserUpdate,
 };
+pub use litellm_import::{ImportReport, import_litellm};
 pub use writer::{SpendWriter, SpendWriterConfig, WriterStats};
 
 use std::fmt;

@@ -9,5 +9,6 @@ mod common;
 
 mod admin;
 mod counters;
+mod litellm_import;
 mod spend;
 mod writer;
