@@ -12,6 +12,8 @@
 mod anthropic;
 mod gemini;
 mod langfuse;
+mod mistral;
+mod ollama;
 mod openai;
 mod otlp;
 mod recorder;
@@ -19,6 +21,8 @@ mod recorder;
 pub use anthropic::AnthropicMock;
 pub use gemini::GeminiMock;
 pub use langfuse::{LangfuseEvent, LangfuseMock};
+pub use mistral::{MISTRAL_TOOL_CALL_ID, MistralMock};
+pub use ollama::OllamaMock;
 pub use openai::OpenAiMock;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use recorder::{Fault, RecordedRequest};
