@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod anthropic;
+mod bedrock;
 mod gemini;
 mod langfuse;
 mod mistral;
@@ -19,6 +20,7 @@ mod otlp;
 mod recorder;
 
 pub use anthropic::AnthropicMock;
+pub use bedrock::BedrockMock;
 pub use gemini::GeminiMock;
 pub use langfuse::{LangfuseEvent, LangfuseMock};
 pub use mistral::{MISTRAL_TOOL_CALL_ID, MistralMock};
