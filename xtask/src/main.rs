@@ -5,8 +5,11 @@
 //!   against a running gateway, and `cargo deny check` when cargo-deny is installed.
 //! - `bench` — the side-by-side overhead benchmark (see `docs/benchmarks.md`).
 //! - `prices` — regenerate `crates/cost/data/prices.json` from LiteLLM's price file.
+//! - `docs` — regenerate the provider table of `docs/providers.md` from the compiled-in
+//!   providers (`--check`: fail when it is stale).
 
 mod prices;
+mod provider_docs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -19,9 +22,10 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("prices") => prices::run(&args[1..]),
+        Some("docs") => provider_docs::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--no-python] | bench [--quick] [--nginx] | prices [--source FILE]>"
+                "usage: cargo xtask <ci [--no-python] | bench [--quick] [--nginx] | prices [--source FILE] | docs [--check]>"
             );
             return ExitCode::from(2);
         }

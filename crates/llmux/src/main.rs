@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use llmux_config::Config;
 
+mod providers_cmd;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "llmux",
@@ -77,7 +79,11 @@ enum Command {
         config: PathBuf,
     },
     /// List the providers compiled into this binary.
-    Providers,
+    Providers {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = providers_cmd::Format::Table)]
+        format: providers_cmd::Format,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -252,15 +258,7 @@ fn main() -> ExitCode {
             output,
             cached,
         } => cost(&model, input, output, cached),
-        Command::Providers => {
-            llmux::link_providers();
-            let mut all: Vec<_> = llmux_core::providers().collect();
-            all.sort_by_key(|f| f.name);
-            for f in all {
-                println!("{:<12} {}", f.name, f.description);
-            }
-            ExitCode::SUCCESS
-        }
+        Command::Providers { format } => providers_cmd::run(format),
     }
 }
 
