@@ -62,9 +62,10 @@ pub fn build(settings: &DeploymentSettings) -> Result<OpenAi, Error> {
         Some(token) => {
             let mut s = settings.clone();
             s.api_key = Some(token);
-            OpenAi::with_endpoints("azure", &s, endpoints, KeyHeader::Bearer)
+            OpenAi::with_endpoints("azure", &s, endpoints, KeyHeader::Bearer).map(OpenAi::strict)
         }
-        None => OpenAi::with_endpoints("azure", settings, endpoints, KeyHeader::Named("api-key")),
+        None => OpenAi::with_endpoints("azure", settings, endpoints, KeyHeader::Named("api-key"))
+            .map(OpenAi::strict),
     }
 }
 

@@ -31,6 +31,44 @@ pub fn encode_chat_stream(mut req: ChatRequest, model: &str) -> Result<Vec<u8>, 
     to_json(&req)
 }
 
+/// Fields other providers' clients send (Anthropic's Messages API through `/v1/messages`,
+/// replayed thinking) that OpenAI's own API rejects as unrecognized. Removed for strict
+/// OpenAI upstreams (OpenAI, Azure OpenAI); OpenAI-compatible servers that understand some of
+/// them (OpenRouter reads `cache_control`) keep them.
+pub const FOREIGN_REQUEST_FIELDS: &[&str] = &["thinking", "top_k"];
+/// Message-level fields removed for strict OpenAI upstreams (see [`drop_foreign_fields`]).
+pub const FOREIGN_MESSAGE_FIELDS: &[&str] =
+    &["thinking_blocks", "cache_control", "is_error", "citations"];
+
+/// Remove what OpenAI's API would refuse from a request that came in another format:
+/// top-level [`FOREIGN_REQUEST_FIELDS`], message-level [`FOREIGN_MESSAGE_FIELDS`] and the
+/// replayed `reasoning_content`, and `cache_control`/`citations` on content parts.
+pub fn drop_foreign_fields(req: &mut ChatRequest) {
+    for k in FOREIGN_REQUEST_FIELDS {
+        req.extra.remove(*k);
+    }
+    for m in &mut req.messages {
+        for k in FOREIGN_MESSAGE_FIELDS {
+            m.extra.remove(*k);
+        }
+        m.reasoning_content = None;
+        if let Some(llmux_core::MessageContent::Parts(parts)) = &mut m.content {
+            for p in parts {
+                use llmux_core::ContentPart as P;
+                let extra = match p {
+                    P::Text { extra, .. }
+                    | P::ImageUrl { extra, .. }
+                    | P::InputAudio { extra, .. }
+                    | P::File { extra, .. } => extra,
+                    _ => continue,
+                };
+                extra.remove("cache_control");
+                extra.remove("citations");
+            }
+        }
+    }
+}
+
 /// The body of an embeddings call.
 pub fn encode_embeddings(mut req: EmbeddingRequest, model: &str) -> Result<Vec<u8>, Error> {
     model.clone_into(&mut req.model);

@@ -42,6 +42,8 @@ pub struct OpenAi {
     headers: HeaderMap,
     timeout: Duration,
     api_key: Option<llmux_core::Secret>,
+    /// Remove fields OpenAI's own API refuses ([`codec::drop_foreign_fields`]).
+    strict: bool,
 }
 
 /// Where an OpenAI-shaped deployment's operations live.
@@ -129,7 +131,16 @@ impl OpenAi {
             headers,
             timeout: settings.timeout.unwrap_or(DEFAULT_TIMEOUT),
             api_key: settings.api_key.clone(),
+            strict: false,
         })
+    }
+
+    /// Talk to OpenAI's own API (or Azure OpenAI), which refuses unrecognized fields: other
+    /// formats' fields (Anthropic's `thinking`, `top_k`, `cache_control`, replayed thinking)
+    /// are removed before sending. Servers that merely speak OpenAI's format keep them.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
     }
 
     fn timeout(&self, cx: &CallContext) -> Duration {
@@ -194,13 +205,23 @@ impl Provider for OpenAi {
         &self.model
     }
 
-    async fn chat(&self, req: ChatRequest, cx: &CallContext) -> Result<ChatResponse, Error> {
+    async fn chat(&self, mut req: ChatRequest, cx: &CallContext) -> Result<ChatResponse, Error> {
+        if self.strict {
+            codec::drop_foreign_fields(&mut req);
+        }
         let body = codec::encode_chat(req, &self.model)?;
         let bytes = self.call(self.post(&self.chat_url, body, cx), cx).await?;
         codec::decode_chat(self.name, &bytes)
     }
 
-    async fn chat_stream(&self, req: ChatRequest, cx: &CallContext) -> Result<ChatStream, Error> {
+    async fn chat_stream(
+        &self,
+        mut req: ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChatStream, Error> {
+        if self.strict {
+            codec::drop_foreign_fields(&mut req);
+        }
         let body = codec::encode_chat_stream(req, &self.model)?;
         let resp = llmux_http::send_streaming(
             self.name,
@@ -270,7 +291,17 @@ impl Provider for OpenAi {
 }
 
 fn build(settings: &DeploymentSettings) -> Result<Arc<dyn Provider>, Error> {
-    Ok(Arc::new(OpenAi::new("openai", DEFAULT_API_BASE, settings)?))
+    let p = OpenAi::new("openai", DEFAULT_API_BASE, settings)?;
+    Ok(Arc::new(if is_own_api(settings) { p.strict() } else { p }))
+}
+
+/// `openai/` with an `api_base` elsewhere is usually a compatible server (vLLM reads
+/// `top_k`): only OpenAI's own API gets the strict treatment.
+fn is_own_api(settings: &DeploymentSettings) -> bool {
+    settings
+        .api_base
+        .as_deref()
+        .is_none_or(|b| b.contains("://api.openai.com"))
 }
 
 /// `openai/*` is served when `OPENAI_API_KEY` is set; `OPENAI_BASE_URL` (or
@@ -301,6 +332,47 @@ pub fn link() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_openais_own_api_drops_other_formats_fields() {
+        let strict = |base: Option<&str>| {
+            let mut s = DeploymentSettings::new("openai", "gpt-4o");
+            s.api_base = base.map(str::to_owned);
+            is_own_api(&s)
+        };
+        assert!(strict(None));
+        assert!(strict(Some("https://api.openai.com/v1")));
+        assert!(!strict(Some("http://127.0.0.1:8000/v1")));
+
+        // What Claude Code sends through /v1/messages, translated: gone for OpenAI.
+        let mut req: ChatRequest = serde_json::from_value(serde_json::json!({
+            "model": "m", "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "temperature": 0.5,
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "be brief",
+                    "cache_control": {"type": "ephemeral"}}]},
+                {"role": "assistant", "content": "ok", "reasoning_content": "hmm",
+                    "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "s"}]},
+                {"role": "tool", "tool_call_id": "t1", "content": "boom", "is_error": true,
+                    "cache_control": {"type": "ephemeral"}}
+            ]
+        }))
+        .unwrap();
+        codec::drop_foreign_fields(&mut req);
+        let body: serde_json::Value =
+            serde_json::from_slice(&codec::encode_chat(req, "gpt-4o").unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "model": "gpt-4o", "temperature": 0.5,
+                "messages": [
+                    {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+                    {"role": "assistant", "content": "ok"},
+                    {"role": "tool", "tool_call_id": "t1", "content": "boom"}
+                ]
+            })
+        );
+    }
 
     #[test]
     fn registers_itself() {
