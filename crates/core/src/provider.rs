@@ -65,6 +65,16 @@ pub trait Provider: Send + Sync + fmt::Debug {
         Err(Error::unsupported(self.name(), "embeddings"))
     }
 
+    /// Rerank documents against a query (Cohere's shape, see [`crate::RerankRequest`]).
+    async fn rerank(
+        &self,
+        req: crate::RerankRequest,
+        cx: &CallContext,
+    ) -> Result<crate::RerankResponse, Error> {
+        let _ = (req, cx);
+        Err(Error::unsupported(self.name(), "rerank"))
+    }
+
     /// The models the upstream offers (used for `provider/*` routes in `GET /v1/models`).
     async fn list_models(&self, cx: &CallContext) -> Result<ModelList, Error> {
         let _ = cx;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use llmux_core::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbeddingRequest,
-    EmbeddingResponse, Error, ErrorKind,
+    EmbeddingResponse, Error, ErrorKind, RerankRequest, RerankResponse,
 };
 use tokio::time::Instant;
 
@@ -80,12 +80,15 @@ pub(crate) struct Answer<T> {
     pub(crate) guard: InFlight,
 }
 
-/// One kind of provider call, so chat, embeddings and stream starts share the loop.
+/// One kind of provider call, so chat, embeddings, rerank and stream starts share the
+/// loop (resolution, retries, cooldowns, fallbacks). A new kind of call is a new `Op`.
 pub(crate) trait Op: Send + Sync {
     /// What a successful call yields.
     type Out: Send;
     /// Whether this is a stream start (timeouts and latency use time to first chunk).
     const STREAM: bool;
+    /// The model (group) the request names.
+    fn model(&self) -> &str;
     /// Point the request at `group`.
     fn set_model(&mut self, group: &str);
     /// Call `d`.
@@ -103,6 +106,9 @@ struct ChatOp(ChatRequest);
 impl Op for ChatOp {
     type Out = ChatResponse;
     const STREAM: bool = false;
+    fn model(&self) -> &str {
+        &self.0.model
+    }
     fn set_model(&mut self, group: &str) {
         group.clone_into(&mut self.0.model);
     }
@@ -123,6 +129,9 @@ struct EmbedOp(EmbeddingRequest);
 impl Op for EmbedOp {
     type Out = EmbeddingResponse;
     const STREAM: bool = false;
+    fn model(&self) -> &str {
+        &self.0.model
+    }
     fn set_model(&mut self, group: &str) {
         group.clone_into(&mut self.0.model);
     }
@@ -138,12 +147,38 @@ impl Op for EmbedOp {
     }
 }
 
+struct RerankOp(RerankRequest);
+
+impl Op for RerankOp {
+    type Out = RerankResponse;
+    const STREAM: bool = false;
+    fn model(&self) -> &str {
+        &self.0.model
+    }
+    fn set_model(&mut self, group: &str) {
+        group.clone_into(&mut self.0.model);
+    }
+    fn call<'a>(
+        &'a self,
+        d: &'a Deployment,
+        cx: &'a CallContext,
+    ) -> impl Future<Output = Result<RerankResponse, Error>> + Send + 'a {
+        d.provider.rerank(self.0.clone(), cx)
+    }
+    fn tokens(out: &RerankResponse) -> u64 {
+        out.reported_tokens().unwrap_or(0)
+    }
+}
+
 /// Starts a stream and waits for its first chunk.
 pub(crate) struct StreamOp(pub(crate) ChatRequest);
 
 impl Op for StreamOp {
     type Out = (ChatChunk, ChatStream);
     const STREAM: bool = true;
+    fn model(&self) -> &str {
+        &self.0.model
+    }
     fn set_model(&mut self, group: &str) {
         group.clone_into(&mut self.0.model);
     }
@@ -279,23 +314,8 @@ impl Router {
         mut req: ChatRequest,
         cx: &CallContext,
     ) -> Result<Routed<ChatResponse>, RouteFailure> {
-        let mut trace = Trace::new(&req.model);
         let want = Want::chat(&mut req);
-        let group = match self.start(&req.model, &mut trace) {
-            Ok(g) => g,
-            Err(error) => return Err(RouteFailure { error, trace }),
-        };
-        let mut op = ChatOp(req);
-        match self
-            .route(&mut op, &want, cx, group, &mut trace, Vec::new())
-            .await
-        {
-            Ok(a) => Ok(Routed {
-                value: a.value,
-                trace: TraceHandle::new(trace, true),
-            }),
-            Err(error) => Err(RouteFailure { error, trace }),
-        }
+        self.call(ChatOp(req), &want, cx).await
     }
 
     /// Embeddings, routed.
@@ -304,23 +324,18 @@ impl Router {
         mut req: EmbeddingRequest,
         cx: &CallContext,
     ) -> Result<Routed<EmbeddingResponse>, RouteFailure> {
-        let mut trace = Trace::new(&req.model);
         let want = Want::embed(&mut req);
-        let group = match self.start(&req.model, &mut trace) {
-            Ok(g) => g,
-            Err(error) => return Err(RouteFailure { error, trace }),
-        };
-        let mut op = EmbedOp(req);
-        match self
-            .route(&mut op, &want, cx, group, &mut trace, Vec::new())
-            .await
-        {
-            Ok(a) => Ok(Routed {
-                value: a.value,
-                trace: TraceHandle::new(trace, true),
-            }),
-            Err(error) => Err(RouteFailure { error, trace }),
-        }
+        self.call(EmbedOp(req), &want, cx).await
+    }
+
+    /// A rerank, routed (retries, cooldowns and fallbacks as for any call).
+    pub async fn rerank(
+        &self,
+        mut req: RerankRequest,
+        cx: &CallContext,
+    ) -> Result<Routed<RerankResponse>, RouteFailure> {
+        let want = Want::rerank(&mut req);
+        self.call(RerankOp(req), &want, cx).await
     }
 
     /// A streamed chat completion, routed. Returns once a first chunk has arrived: until
@@ -334,34 +349,57 @@ impl Router {
         mut req: ChatRequest,
         cx: &CallContext,
     ) -> Result<Routed<ChatStream>, RouteFailure> {
-        let mut trace = Trace::new(&req.model);
         let mut want = Want::chat(&mut req);
         want.stream = true;
-        let group = match self.start(&req.model, &mut trace) {
+        let (op, answer, trace) = self.begin(StreamOp(req), &want, cx).await?;
+        let handle = TraceHandle::new(trace.clone(), false);
+        let relay = Relay::new(
+            self.clone(),
+            op.0,
+            want,
+            cx.clone(),
+            answer,
+            trace,
+            handle.clone(),
+        );
+        Ok(Routed {
+            value: relay.into_stream(),
+            trace: handle,
+        })
+    }
+
+    /// A call answered in one piece: routed, with its trace final.
+    async fn call<O: Op>(
+        &self,
+        op: O,
+        want: &Want,
+        cx: &CallContext,
+    ) -> Result<Routed<O::Out>, RouteFailure> {
+        let (_, answer, trace) = self.begin(op, want, cx).await?;
+        Ok(Routed {
+            value: answer.value,
+            trace: TraceHandle::new(trace, true),
+        })
+    }
+
+    /// Resolve the op's model and route it until a deployment answers; hands back the op
+    /// (pointed at the group that answered), the answer and the trace so far.
+    async fn begin<O: Op>(
+        &self,
+        mut op: O,
+        want: &Want,
+        cx: &CallContext,
+    ) -> Result<(O, Answer<O::Out>, Trace), RouteFailure> {
+        let mut trace = Trace::new(op.model());
+        let group = match self.start(op.model(), &mut trace) {
             Ok(g) => g,
             Err(error) => return Err(RouteFailure { error, trace }),
         };
-        let mut op = StreamOp(req);
         match self
-            .route(&mut op, &want, cx, group, &mut trace, Vec::new())
+            .route(&mut op, want, cx, group, &mut trace, Vec::new())
             .await
         {
-            Ok(a) => {
-                let handle = TraceHandle::new(trace.clone(), false);
-                let relay = Relay::new(
-                    self.clone(),
-                    op.0,
-                    want,
-                    cx.clone(),
-                    a,
-                    trace,
-                    handle.clone(),
-                );
-                Ok(Routed {
-                    value: relay.into_stream(),
-                    trace: handle,
-                })
-            }
+            Ok(answer) => Ok((op, answer, trace)),
             Err(error) => Err(RouteFailure { error, trace }),
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use llmux_core::{
     ChatRequest, EmbeddingInput, EmbeddingRequest, Error, ErrorKind, JsonObject, Message,
+    RerankRequest,
 };
 use tokio::time::Instant;
 
@@ -23,6 +24,9 @@ pub(crate) struct Want {
     pub(crate) tags: Vec<String>,
     /// A streamed call (latency-based routing then uses time to first chunk).
     pub(crate) stream: bool,
+    /// What must fit a deployment's `max_input_tokens` when it is not the whole prompt
+    /// (a reranker reads each document with the query on its own); `None` = the prompt.
+    pub(crate) window_tokens: Option<u64>,
 }
 
 impl Want {
@@ -38,6 +42,7 @@ impl Want {
             output_tokens: req.max_completion_tokens.or(req.max_tokens).map(u64::from),
             tags,
             stream: req.is_stream(),
+            window_tokens: None,
         }
     }
 
@@ -54,7 +59,32 @@ impl Want {
             output_tokens: Some(0),
             tags: take_tags(&mut req.extra),
             stream: false,
+            window_tokens: None,
         }
+    }
+
+    /// The facts of a rerank request; removes a top-level `tags` field. A reranker reads
+    /// the query with each document, so the prompt is the sum of those pairs and the
+    /// context window must fit the largest pair.
+    pub(crate) fn rerank(req: &mut RerankRequest) -> Self {
+        let query = estimate_tokens(&req.query);
+        let pairs: Vec<u64> = req
+            .documents
+            .iter()
+            .map(|d| query + estimate_tokens(&d.text()))
+            .collect();
+        Self {
+            prompt_tokens: pairs.iter().sum(),
+            output_tokens: Some(0),
+            tags: take_tags(&mut req.extra),
+            stream: false,
+            window_tokens: Some(pairs.iter().copied().max().unwrap_or(query)),
+        }
+    }
+
+    /// The tokens checked against a deployment's context window.
+    fn window(&self) -> u64 {
+        self.window_tokens.unwrap_or(self.prompt_tokens)
     }
 }
 
@@ -130,7 +160,7 @@ impl Unavailable {
                 ErrorKind::ContextWindowExceeded,
                 format!(
                     "The prompt (about {} tokens) does not fit any deployment of model '{group}' (largest accepts {} tokens).",
-                    want.prompt_tokens, self.largest_window
+                    want.window(), self.largest_window
                 ),
             )
             .with_param("messages");
@@ -202,7 +232,7 @@ pub(crate) fn select(
         }
         let d = &deployments[idx];
         if let Some(max) = d.max_input_tokens
-            && want.prompt_tokens > max
+            && want.window() > max
         {
             why.too_small += 1;
             why.largest_window = why.largest_window.max(max);

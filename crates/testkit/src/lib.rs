@@ -11,6 +11,7 @@
 
 mod anthropic;
 mod bedrock;
+mod cohere;
 mod gemini;
 mod langfuse;
 mod mistral;
@@ -21,6 +22,7 @@ mod recorder;
 
 pub use anthropic::AnthropicMock;
 pub use bedrock::BedrockMock;
+pub use cohere::CohereMock;
 pub use gemini::GeminiMock;
 pub use langfuse::{LangfuseEvent, LangfuseMock};
 pub use mistral::{MISTRAL_TOOL_CALL_ID, MistralMock};

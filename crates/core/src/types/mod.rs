@@ -8,12 +8,14 @@ mod chat;
 mod content;
 mod embedding;
 mod model;
+mod rerank;
 mod usage;
 
 pub use chat::*;
 pub use content::*;
 pub use embedding::*;
 pub use model::*;
+pub use rerank::*;
 pub use usage::*;
 
 /// A JSON object: the type of every `extra` map.

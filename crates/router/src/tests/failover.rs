@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmux_core::{EmbeddingInput, EmbeddingRequest, Error, ErrorKind, JsonObject, Provider};
+use llmux_core::{
+    EmbeddingInput, EmbeddingRequest, Error, ErrorKind, JsonObject, Provider, RerankRequest,
+};
 use tokio::time::Instant;
 
 use super::fake::{Fake, Script, err};
@@ -553,4 +555,121 @@ async fn embeddings_are_routed_with_failover() {
     assert!(out.trace.is_final());
     assert_eq!((t.attempts, trace_of(&t)), (2, "b".to_owned()));
     assert_eq!(r.health()[1].tokens_last_minute, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rerank_retries_within_the_group_then_falls_back() {
+    let (a, b, c) = (Fake::ok("a"), Fake::ok("b"), Fake::ok("c"));
+    a.set_default(Script::fail(err(ErrorKind::RateLimited)));
+    b.set_default(Script::fail(err(ErrorKind::UpstreamUnavailable)));
+    let r = router(
+        crate::RouterSettings {
+            num_retries: 1,
+            fallbacks: fallbacks(&[("rr", &["rr-backup"])]),
+            ..settings()
+        },
+        vec![
+            ("rr", vec![dep("a", &a), dep("b", &b)]),
+            ("rr-backup", vec![dep("c", &c)]),
+        ],
+    );
+    let mut q = RerankRequest::new("rr", "what is rust", ["a language", "a fungus", "rust"]);
+    q.extra.insert("tags".into(), serde_json::json!([]));
+    let out = r.rerank(q, &cx()).await.unwrap();
+    assert_eq!(out.value.id, "rerank-c");
+    let order: Vec<u32> = out.value.results.iter().map(|x| x.index).collect();
+    assert_eq!(order, [2, 1, 0]);
+    let t = out.trace.snapshot();
+    assert!(out.trace.is_final());
+    assert_eq!((t.attempts, t.retries), (3, 1));
+    assert_eq!(a.calls() + b.calls(), 2, "each deployment of rr tried once");
+    assert_eq!(t.final_model_group.as_deref(), Some("rr-backup"));
+    assert_eq!(t.fallbacks[0].kind, FallbackKind::Generic);
+    // The fallback was asked under its own name, and the routing-only `tags` were removed.
+    let asked = &c.reranks()[0];
+    assert_eq!(asked.model, "rr-backup");
+    assert!(!asked.extra.contains_key("tags"));
+    // The rate-limited deployment is cooling down; the reported tokens count for tpm.
+    let health = r.health();
+    assert!(health[0].cooldown_remaining.is_some());
+    assert_eq!(health[2].tokens_last_minute, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rerank_bad_requests_and_unsupported_providers_do_not_fall_back() {
+    let (a, z) = (Fake::ok("a"), Fake::ok("z"));
+    a.set_default(Script::fail(err(ErrorKind::BadRequest)));
+    let r = router(
+        crate::RouterSettings {
+            fallbacks: fallbacks(&[("rr", &["z"])]),
+            ..settings()
+        },
+        vec![("rr", vec![dep("a", &a)]), ("z", vec![dep("z", &z)])],
+    );
+    let e = r
+        .rerank(RerankRequest::new("rr", "q", ["d"]), &cx())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.kind(), ErrorKind::BadRequest);
+    assert_eq!((a.calls(), z.calls()), (1, 0));
+    assert!(e.trace.fallbacks.is_empty());
+
+    // A provider without rerank says so (the trait's default), as a bad request.
+    #[derive(Debug)]
+    struct ChatOnly;
+    #[async_trait::async_trait]
+    impl Provider for ChatOnly {
+        fn name(&self) -> &'static str {
+            "chat-only"
+        }
+        fn model(&self) -> &str {
+            "m"
+        }
+        async fn chat(
+            &self,
+            _: ChatRequest,
+            _: &llmux_core::CallContext,
+        ) -> Result<llmux_core::ChatResponse, Error> {
+            Err(Error::internal("not called"))
+        }
+        async fn chat_stream(
+            &self,
+            _: ChatRequest,
+            _: &llmux_core::CallContext,
+        ) -> Result<llmux_core::ChatStream, Error> {
+            Err(Error::internal("not called"))
+        }
+    }
+    let r = router(
+        settings(),
+        vec![("c", vec![Deployment::new("c", Arc::new(ChatOnly))])],
+    );
+    let e = r
+        .rerank(RerankRequest::new("c", "q", ["d"]), &cx())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.code(), Some("unsupported_operation"));
+    assert_eq!(e.trace.attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rerank_context_window_is_checked_per_document() {
+    let a = Fake::ok("a");
+    let small = Deployment {
+        max_input_tokens: Some(8),
+        ..dep("a", &a)
+    };
+    let r = router(settings(), vec![("rr", vec![small])]);
+    // Ten short documents: far more than 8 tokens in total, but each pair fits.
+    let docs: Vec<String> = (0..10).map(|i| format!("doc {i}")).collect();
+    r.rerank(RerankRequest::new("rr", "query", docs), &cx())
+        .await
+        .unwrap();
+    let long = "word ".repeat(40);
+    let e = r
+        .rerank(RerankRequest::new("rr", "query", [long]), &cx())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.kind(), ErrorKind::ContextWindowExceeded);
+    assert_eq!(a.calls(), 1);
 }

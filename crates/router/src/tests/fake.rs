@@ -11,7 +11,8 @@ use futures_util::stream;
 use llmux_core::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, Choice, ChunkChoice, Delta,
     Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, Error, ErrorKind, FinishReason,
-    JsonObject, Provider, ResponseMessage, Role, Usage,
+    JsonObject, Provider, RerankRequest, RerankResponse, RerankResult, RerankTokens,
+    ResponseMessage, Role, Usage,
 };
 
 /// How a stream goes wrong after some content chunks.
@@ -106,6 +107,7 @@ pub(crate) struct Fake {
     queue: Mutex<VecDeque<Script>>,
     calls: AtomicUsize,
     requests: Mutex<Vec<ChatRequest>>,
+    reranks: Mutex<Vec<RerankRequest>>,
 }
 
 impl Fake {
@@ -117,6 +119,7 @@ impl Fake {
             queue: Mutex::new(VecDeque::new()),
             calls: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
+            reranks: Mutex::new(Vec::new()),
         })
     }
 
@@ -142,6 +145,10 @@ impl Fake {
 
     pub(crate) fn requests(&self) -> Vec<ChatRequest> {
         self.requests.lock().unwrap().clone()
+    }
+
+    pub(crate) fn reranks(&self) -> Vec<RerankRequest> {
+        self.reranks.lock().unwrap().clone()
     }
 
     fn next(&self) -> Script {
@@ -275,5 +282,28 @@ impl Provider for Fake {
                 total_tokens: 3,
             },
         ))
+    }
+
+    /// Ranks the documents in reverse order (last first), reporting 5 input tokens; the
+    /// response id names the fake (`rerank-{model}`).
+    async fn rerank(&self, req: RerankRequest, _cx: &CallContext) -> Result<RerankResponse, Error> {
+        let n = req.documents.len() as u32;
+        self.reranks.lock().unwrap().push(req);
+        let s = self.next();
+        self.prelude(&s).await?;
+        let results = (0..n)
+            .rev()
+            .map(|i| RerankResult {
+                index: i,
+                relevance_score: f64::from(i + 1) / f64::from(n),
+                document: None,
+            })
+            .collect();
+        let mut out = RerankResponse::new(format!("rerank-{}", self.model), results);
+        out.meta.tokens = Some(RerankTokens {
+            input_tokens: Some(5),
+            output_tokens: None,
+        });
+        Ok(out)
     }
 }
