@@ -10,5 +10,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod completions;
 pub mod messages;
 pub mod responses;

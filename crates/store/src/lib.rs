@@ -31,6 +31,7 @@ mod db;
 mod error;
 mod keys;
 mod litellm_import;
+mod responses;
 mod spend;
 mod time;
 mod types;
@@ -54,6 +55,7 @@ pub use types::{
     TeamUpdate, User, UserUpdate,
 };
 pub use litellm_import::{ImportReport, import_litellm};
+pub use responses::StoredResponse;
 pub use writer::{SpendWriter, SpendWriterConfig, WriterStats};
 
 use std::fmt;

@@ -7,8 +7,8 @@
 //! AI's `rawPredict`, where the model is in the URL); everything else is shared.
 //!
 //! Request rules, in short (the provider docs list them in full):
-//! - system and developer messages become the top-level `system` (a string, or text blocks
-//!   when any of them carries `cache_control`);
+//! - system and developer messages become the top-level `system`: a string when every one
+//!   of them is a plain string without `cache_control`, else text blocks (one per part);
 //! - consecutive messages of one role are merged; `tool` messages become user-role
 //!   `tool_result` blocks, placed before other user content of the same turn;
 //! - `response_format` is served by a tool named [`JSON_TOOL_NAME`] whose `input_schema` is
@@ -59,8 +59,9 @@ pub const PASSTHROUGH_FIELDS: [&str; 7] = [
     "cache_control",
 ];
 
-/// Anthropic content-block types a client may send as-is inside `content` parts.
-const NATIVE_BLOCK_TYPES: [&str; 9] = [
+/// Anthropic content-block types a client may send as-is inside `content` parts (server
+/// tools' calls and results included, so an Anthropic client's history replays unchanged).
+const NATIVE_BLOCK_TYPES: [&str; 17] = [
     "text",
     "image",
     "document",
@@ -70,6 +71,14 @@ const NATIVE_BLOCK_TYPES: [&str; 9] = [
     "thinking",
     "redacted_thinking",
     "container_upload",
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "mcp_tool_use",
+    "mcp_tool_result",
 ];
 
 /// How to shape a request body for one endpoint.
@@ -495,6 +504,8 @@ fn encode_messages(
 ) -> Result<(Option<Value>, Vec<Value>), Error> {
     let mut system: Vec<(String, Option<Value>)> = Vec::new();
     let mut system_texts: Vec<String> = Vec::new();
+    // Content parts in a system message are kept as blocks (as Anthropic clients send them).
+    let mut system_blocks = false;
     let mut turns: Vec<Turn> = Vec::new();
     for (i, mut m) in messages.into_iter().enumerate() {
         let cache_control = m.extra.remove("cache_control");
@@ -511,6 +522,7 @@ fn encode_messages(
                         }
                     }
                     Some(MessageContent::Parts(parts)) => {
+                        system_blocks = true;
                         for (j, part) in parts.into_iter().enumerate() {
                             let ContentPart::Text { text, mut extra } = part else {
                                 return Err(bad(
@@ -582,6 +594,9 @@ fn encode_messages(
                         }
                     }
                 }
+                if let Some(is_error) = m.extra.remove("is_error").filter(Value::is_boolean) {
+                    block.insert("is_error".into(), is_error);
+                }
                 if let Some(cc) = cache_control {
                     block.insert("cache_control".into(), cc);
                 }
@@ -598,7 +613,7 @@ fn encode_messages(
     }
     let system = if system.is_empty() {
         None
-    } else if system.iter().any(|(_, cc)| cc.is_some()) {
+    } else if system_blocks || system.iter().any(|(_, cc)| cc.is_some()) {
         Some(Value::Array(
             system
                 .into_iter()
@@ -745,6 +760,10 @@ fn encode_part(
             let mut b = JsonObject::new();
             b.insert("type".into(), "text".into());
             b.insert("text".into(), text.into());
+            // Citations of an earlier answer's text go back as they came.
+            if let Some(c) = extra.remove("citations").filter(Value::is_array) {
+                b.insert("citations".into(), c);
+            }
             with_cache_control(b, &mut extra)
         }
         ContentPart::Refusal { refusal } => {
@@ -962,6 +981,8 @@ struct WireMessage {
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
+    stop_sequence: Option<String>,
+    #[serde(default)]
     usage: Option<WireUsage>,
 }
 
@@ -1061,6 +1082,11 @@ pub fn decode_response(
         Some(text)
     };
     let service_tier = msg.usage.as_ref().and_then(|u| u.service_tier.clone());
+    // Which stop sequence ended the answer (OpenAI's shape has no field for it).
+    let mut response_extra = JsonObject::new();
+    if let Some(seq) = msg.stop_sequence {
+        response_extra.insert("stop_sequence".into(), seq.into());
+    }
     Ok(ChatResponse {
         id: msg.id,
         object: "chat.completion".to_owned(),
@@ -1082,7 +1108,7 @@ pub fn decode_response(
         usage: msg.usage.as_ref().map(WireUsage::to_usage),
         system_fingerprint: None,
         service_tier,
-        extra: JsonObject::new(),
+        extra: response_extra,
     })
 }
 
@@ -1147,6 +1173,8 @@ struct WireMessageDelta {
 struct WireMessageDeltaBody {
     #[serde(default)]
     stop_reason: Option<String>,
+    #[serde(default)]
+    stop_sequence: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1171,7 +1199,8 @@ struct WireError {
 /// message's tool calls), `id`, `type` and name, then `input_json_delta` → argument
 /// fragments; `thinking_delta` → `reasoning_content`; at the end of a thinking block, a
 /// chunk whose `delta.thinking_blocks` holds the whole block with its signature (to send
-/// back on the next turn); `message_delta` → the `finish_reason` chunk; `message_stop` →
+/// back on the next turn); `message_delta` → the `finish_reason` chunk (with the matched
+/// `stop_sequence` in its extra fields); `message_stop` →
 /// the usage-only chunk. `ping` yields nothing; an `error` event is an `Err`.
 #[derive(Debug)]
 pub struct StreamDecoder {
@@ -1459,7 +1488,11 @@ impl StreamDecoder {
                     if self.json_mode && self.tool_calls == 0 && finish == FinishReason::ToolCalls {
                         finish = FinishReason::Stop;
                     }
-                    out.push(self.chunk(Delta::default(), Some(finish)));
+                    let mut c = self.chunk(Delta::default(), Some(finish));
+                    if let Some(seq) = d.delta.stop_sequence {
+                        c.extra.insert("stop_sequence".into(), seq.into());
+                    }
+                    out.push(c);
                 }
             }
             "message_stop" => {

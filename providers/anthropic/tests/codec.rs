@@ -716,3 +716,48 @@ fn error_bodies_map_to_the_taxonomy() {
     );
     assert!(!e.message().contains("my-deployment-secret"));
 }
+
+#[test]
+fn tool_errors_citations_and_system_parts_reach_anthropic() {
+    let b = body(request(json!({"model": "m", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "One."}]},
+        {"role": "user", "content": "Go."},
+        {"role": "assistant", "content": [{"type": "text", "text": "Cited.",
+            "citations": [{"type": "char_location", "cited_text": "x"}]}],
+         "tool_calls": [{"id": "toolu_1", "type": "function",
+            "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "failed", "is_error": true}
+    ]})));
+    // A system message sent as parts stays blocks, even without cache_control.
+    assert_eq!(b["system"], json!([{"type": "text", "text": "One."}]));
+    assert_eq!(
+        b["messages"][1]["content"][0],
+        json!({"type": "text", "text": "Cited.",
+            "citations": [{"type": "char_location", "cited_text": "x"}]})
+    );
+    assert_eq!(
+        b["messages"][2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": "toolu_1", "content": "failed",
+            "is_error": true})
+    );
+}
+
+#[test]
+fn the_matched_stop_sequence_is_kept() {
+    let wire = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+        "content": [{"type": "text", "text": "one"}], "stop_reason": "stop_sequence",
+        "stop_sequence": "two", "usage": {"input_tokens": 1, "output_tokens": 1}});
+    let opts = DecodeOptions::default();
+    let r = codec::decode_response("anthropic", wire.to_string().as_bytes(), &opts).unwrap();
+    assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+    assert_eq!(r.extra["stop_sequence"], "two");
+
+    let mut d = StreamDecoder::new("anthropic", &opts);
+    let mut out = Vec::new();
+    let delta = json!({"type": "message_delta", "delta": {"stop_reason": "stop_sequence",
+        "stop_sequence": "two"}, "usage": {"output_tokens": 1}});
+    d.feed(Some("message_delta"), &delta.to_string(), &mut out)
+        .unwrap();
+    assert_eq!(out[0].choices[0].finish_reason, Some(FinishReason::Stop));
+    assert_eq!(out[0].extra["stop_sequence"], "two");
+}
