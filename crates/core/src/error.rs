@@ -147,6 +147,40 @@ impl ErrorKind {
         )
     }
 
+    /// What a caller can do about an error of this kind, in one sentence (for SDK errors
+    /// and logs; clients of the gateway see OpenAI's `type` and `code` instead).
+    pub fn advice(self) -> &'static str {
+        match self {
+            Self::Auth => "check the API key: the caller's, or the deployment's upstream key",
+            Self::Permission => "use a key that is allowed this model or operation",
+            Self::NotFound => {
+                "check the model name: it must be a configured model group, an alias, or match a wildcard route (e.g. `openai/*`)"
+            }
+            Self::BadRequest => "fix the request: the message names the field at fault",
+            Self::ContextWindowExceeded => {
+                "shorten the prompt, lower max_tokens, or configure context_window_fallbacks to a larger model"
+            }
+            Self::ContentPolicy => {
+                "rephrase the request, or configure content_policy_fallbacks to another model"
+            }
+            Self::RateLimited => {
+                "wait for retry_after and try again, or add deployments or fallbacks to spread the load"
+            }
+            Self::Timeout => {
+                "try again, or raise the timeout (per deployment or in router settings)"
+            }
+            Self::UpstreamUnavailable => {
+                "try again later, or add deployments or fallbacks so another upstream answers"
+            }
+            Self::UpstreamError => {
+                "try again; if it persists the upstream is misbehaving for this request"
+            }
+            Self::Internal => "this is a bug in llmux: please report it with the request id",
+            Self::PayloadTooLarge => "send a smaller request body (or raise max_body_bytes)",
+            Self::MethodNotAllowed => "use the HTTP method the route accepts",
+        }
+    }
+
     /// The kind an upstream HTTP status means when the body says nothing more precise.
     pub fn from_upstream_status(status: u16) -> Self {
         match status {
@@ -433,6 +467,19 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_advice() {
+        let advice: std::collections::HashSet<&str> =
+            ErrorKind::ALL.iter().map(|k| k.advice()).collect();
+        assert_eq!(advice.len(), ErrorKind::ALL.len());
+        assert!(ErrorKind::RateLimited.advice().contains("retry_after"));
+        assert!(
+            ErrorKind::ContextWindowExceeded
+                .advice()
+                .contains("context_window_fallbacks")
+        );
+    }
 
     #[test]
     fn every_kind_maps_to_a_status_and_type() {

@@ -1,5 +1,7 @@
 //! The call record: one per call, plain or streamed, success or failure, produced at the
-//! gateway's single metering point and handed to sinks (spend log, metrics, traces).
+//! gateway's single metering point and handed to sinks (spend log, metrics, traces) — and
+//! the rarer [`BudgetAlert`], raised when a spend crosses a soft budget and handed to the
+//! same sinks.
 
 use std::sync::Arc;
 
@@ -73,6 +75,49 @@ pub struct CallRecord {
     pub finish_reason: Option<String>,
 }
 
+/// Whose budget a [`BudgetAlert`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScope {
+    /// A virtual key.
+    Key,
+    /// A team.
+    Team,
+    /// A user.
+    User,
+}
+
+impl BudgetScope {
+    /// The scope as a fixed word (`key`, `team`, `user`), fit for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Team => "team",
+            Self::User => "user",
+        }
+    }
+}
+
+/// A spend crossed its soft budget: raised once per crossing, when the call that crossed it
+/// settles. Serializes as `{"type":"budget_alert","scope":"key","id":…,…}`. Money is
+/// integer nano-USD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "budget_alert")]
+pub struct BudgetAlert {
+    /// Whose budget.
+    pub scope: BudgetScope,
+    /// The key id, team id or user id (never a key's secret).
+    pub id: String,
+    /// The spend in the current budget period, this call included.
+    pub spend_nano: i64,
+    /// The soft budget that was crossed.
+    pub soft_budget_nano: i64,
+    /// The hard budget of the same scope, when one is set.
+    pub max_budget_nano: Option<i64>,
+    /// Unix milliseconds when the crossing was seen.
+    pub at_ms: u64,
+}
+
 /// Somewhere call records go (spend log, metrics, OpenTelemetry, Langfuse, a callback).
 /// Sinks run off the request path; a slow sink never delays or fails a call.
 #[async_trait]
@@ -82,4 +127,38 @@ pub trait CallSink: Send + Sync + std::fmt::Debug {
 
     /// Take one record. Must not panic; errors are the sink's to report.
     async fn record(&self, record: Arc<CallRecord>);
+
+    /// Take one budget alert. Alerts are rare; a sink that has nothing to do with them
+    /// keeps this default, which ignores them. Must not panic.
+    async fn alert(&self, alert: Arc<BudgetAlert>) {
+        let _ = alert;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_alert_serializes_with_its_type_tag_and_round_trips() {
+        let alert = BudgetAlert {
+            scope: BudgetScope::Team,
+            id: "team-a".into(),
+            spend_nano: 1_200,
+            soft_budget_nano: 1_000,
+            max_budget_nano: None,
+            at_ms: 42,
+        };
+        let v = serde_json::to_value(&alert).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "budget_alert", "scope": "team", "id": "team-a", "spend_nano": 1200,
+                "soft_budget_nano": 1000, "max_budget_nano": null, "at_ms": 42
+            })
+        );
+        let back: BudgetAlert = serde_json::from_value(v).unwrap();
+        assert_eq!(back, alert);
+        assert_eq!(BudgetScope::User.as_str(), "user");
+    }
 }

@@ -3,12 +3,16 @@
 //! Every call passes [`Meter::emit`] exactly once. Each sink has its own bounded queue and
 //! task, so a slow sink delays nobody; when a sink's queue is full the record is dropped for
 //! that sink only, counted, and logged (first drop, then every 1,000th).
+//!
+//! Budget alerts ([`Meter::alert`]) travel the same per-sink queues, in order with the
+//! records, and are dropped and counted the same way when a queue is full: raising one
+//! never waits and never fails.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use llmux_core::{CallRecord, CallSink};
+use llmux_core::{BudgetAlert, CallRecord, CallSink};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -29,13 +33,34 @@ struct Inner {
     unknown_models: AtomicU64,
     warned: Mutex<HashSet<String>>,
     emitted: AtomicU64,
+    alerts: AtomicU64,
+}
+
+/// What a sink's queue carries.
+#[derive(Debug)]
+enum Item {
+    Record(Arc<CallRecord>),
+    Alert(Arc<BudgetAlert>),
 }
 
 #[derive(Debug)]
 struct SinkQueue {
     name: String,
-    tx: mpsc::Sender<Arc<CallRecord>>,
+    tx: mpsc::Sender<Item>,
+    /// Records and alerts lost because the queue was full.
     dropped: AtomicU64,
+}
+
+impl SinkQueue {
+    /// Queue `item` without waiting; count and log it when the queue is full.
+    fn offer(&self, item: Item) {
+        if self.tx.try_send(item).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == 1 || n.is_multiple_of(1000) {
+                tracing::error!(sink = %self.name, dropped = n, "call-record sink is falling behind: records dropped for it");
+            }
+        }
+    }
 }
 
 /// The sink tasks; [`MeterWorkers::drain`] waits until every queued record was handled.
@@ -56,15 +81,18 @@ impl Meter {
         let mut queues = Vec::with_capacity(sinks.len());
         let mut tasks = Vec::with_capacity(sinks.len());
         for sink in sinks {
-            let (tx, mut rx) = mpsc::channel::<Arc<CallRecord>>(queue.max(1));
+            let (tx, mut rx) = mpsc::channel::<Item>(queue.max(1));
             queues.push(SinkQueue {
                 name: sink.name().to_owned(),
                 tx,
                 dropped: AtomicU64::new(0),
             });
             tasks.push(tokio::spawn(async move {
-                while let Some(rec) = rx.recv().await {
-                    sink.record(rec).await;
+                while let Some(item) = rx.recv().await {
+                    match item {
+                        Item::Record(rec) => sink.record(rec).await,
+                        Item::Alert(alert) => sink.alert(alert).await,
+                    }
                 }
             }));
         }
@@ -74,6 +102,7 @@ impl Meter {
                 unknown_models: AtomicU64::new(0),
                 warned: Mutex::new(HashSet::new()),
                 emitted: AtomicU64::new(0),
+                alerts: AtomicU64::new(0),
             }),
         };
         (meter, MeterWorkers { tasks })
@@ -116,13 +145,23 @@ impl Meter {
         }
         let rec = Arc::new(record);
         for q in &self.inner.sinks {
-            if q.tx.try_send(rec.clone()).is_err() {
-                let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n % 1000 == 0 {
-                    tracing::error!(sink = %q.name, dropped = n, "call-record sink is falling behind: records dropped for it");
-                }
-            }
+            q.offer(Item::Record(rec.clone()));
         }
+    }
+
+    /// Hand a budget alert to every sink without waiting (a full queue drops it for that
+    /// sink, counted in [`Meter::dropped`] like a record).
+    pub fn alert(&self, alert: BudgetAlert) {
+        self.inner.alerts.fetch_add(1, Ordering::Relaxed);
+        let alert = Arc::new(alert);
+        for q in &self.inner.sinks {
+            q.offer(Item::Alert(alert.clone()));
+        }
+    }
+
+    /// Budget alerts raised so far.
+    pub fn alerts(&self) -> u64 {
+        self.inner.alerts.load(Ordering::Relaxed)
     }
 
     /// Whether any sink listens (when none does, callers may skip building records).
@@ -140,7 +179,7 @@ impl Meter {
         self.inner.emitted.load(Ordering::Relaxed)
     }
 
-    /// Records dropped, per sink name.
+    /// Records (and budget alerts) dropped, per sink name.
     pub fn dropped(&self) -> Vec<(String, u64)> {
         self.inner
             .sinks
@@ -174,7 +213,11 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Default)]
-    struct Collect(Mutex<Vec<Arc<CallRecord>>>, Option<Duration>);
+    struct Collect(
+        Mutex<Vec<Arc<CallRecord>>>,
+        Option<Duration>,
+        Mutex<Vec<Arc<BudgetAlert>>>,
+    );
 
     #[async_trait]
     impl CallSink for Collect {
@@ -186,6 +229,37 @@ mod tests {
                 tokio::time::sleep(d).await;
             }
             self.0.lock().unwrap().push(record);
+        }
+        async fn alert(&self, alert: Arc<BudgetAlert>) {
+            if let Some(d) = self.1 {
+                tokio::time::sleep(d).await;
+            }
+            self.2.lock().unwrap().push(alert);
+        }
+    }
+
+    /// A sink that keeps the trait's default `alert` (as every sink written before alerts).
+    #[derive(Debug, Default)]
+    struct RecordsOnly(AtomicU64);
+
+    #[async_trait]
+    impl CallSink for RecordsOnly {
+        fn name(&self) -> &str {
+            "records-only"
+        }
+        async fn record(&self, _record: Arc<CallRecord>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn alert(id: &str) -> BudgetAlert {
+        BudgetAlert {
+            scope: llmux_core::BudgetScope::Key,
+            id: id.into(),
+            spend_nano: 1_100,
+            soft_budget_nano: 1_000,
+            max_budget_nano: Some(5_000),
+            at_ms: 1,
         }
     }
 
@@ -213,7 +287,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_sink_drops_are_counted_and_others_unaffected() {
-        let slow = Arc::new(Collect(Mutex::default(), Some(Duration::from_millis(50))));
+        let slow = Arc::new(Collect(
+            Mutex::default(),
+            Some(Duration::from_millis(50)),
+            Mutex::default(),
+        ));
         let fast = Arc::new(Collect::default());
         let (m, workers) = Meter::start(vec![slow.clone(), fast.clone()], 4);
         for i in 0..40 {
@@ -232,6 +310,60 @@ mod tests {
         // Nothing vanishes without being counted: delivered + dropped = emitted, per sink.
         assert_eq!(got_slow + got_fast + dropped, 80);
         assert!(got_slow < 40, "the slow sink could not keep up");
+    }
+
+    #[tokio::test]
+    async fn an_alert_reaches_every_sink_and_a_default_sink_ignores_it() {
+        let a = Arc::new(Collect::default());
+        let b = Arc::new(Collect::default());
+        let plain = Arc::new(RecordsOnly::default());
+        let (m, workers) = Meter::start(vec![a.clone(), b.clone(), plain.clone()], 8);
+        m.emit(rec("r1"));
+        m.alert(alert("k1"));
+        m.emit(rec("r2"));
+        assert_eq!((m.emitted(), m.alerts()), (2, 1));
+        drop(m);
+        workers.drain().await;
+        for sink in [&a, &b] {
+            let alerts = sink.2.lock().unwrap();
+            assert_eq!(alerts.len(), 1);
+            assert_eq!(*alerts[0], alert("k1"));
+            assert_eq!(sink.0.lock().unwrap().len(), 2);
+        }
+        assert_eq!(
+            plain.0.load(Ordering::Relaxed),
+            2,
+            "the default `alert` ignores it"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_alert_to_a_full_queue_is_dropped_and_counted_without_waiting() {
+        let slow = Arc::new(Collect(
+            Mutex::default(),
+            Some(Duration::from_millis(200)),
+            Mutex::default(),
+        ));
+        let (m, workers) = Meter::start(vec![slow.clone()], 1);
+        // The task takes the first record and sleeps on it; the second fills the queue.
+        m.emit(rec("r1"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m.emit(rec("r2"));
+        let before = std::time::Instant::now();
+        m.alert(alert("k1"));
+        assert!(
+            before.elapsed() < Duration::from_millis(100),
+            "alert never waits"
+        );
+        assert_eq!(m.dropped(), vec![("collect".to_owned(), 1)]);
+        assert_eq!(m.alerts(), 1);
+        drop(m);
+        workers.drain().await;
+        assert!(
+            slow.2.lock().unwrap().is_empty(),
+            "the dropped alert never arrives"
+        );
+        assert_eq!(slow.0.lock().unwrap().len(), 2);
     }
 
     #[test]
@@ -256,6 +388,7 @@ mod tests {
                     unknown_models: AtomicU64::new(0),
                     warned: Mutex::new(HashSet::new()),
                     emitted: AtomicU64::new(0),
+                    alerts: AtomicU64::new(0),
                 }),
             }
         }

@@ -1,21 +1,73 @@
-//! `llmux`: one OpenAI-compatible API for every LLM provider — the facade.
+//! `llmux`: one OpenAI-compatible API for every LLM provider — in your program (the SDK,
+//! [`Client`]) or as a gateway ([`server`], the `llmux` binary).
 //!
-//! Depend on this crate to get llmux with batteries: it re-exports the layers
-//! ([`core`], [`config`], [`server`]) and, chosen by cargo feature, the provider crates
-//! (`openai`, `azure`, `anthropic`, `gemini` (Gemini API and Vertex AI), `mock`;
-//! `all-providers` by default). It also ships the `llmux` binary.
+//! **In a Rust program.** [`Client`] routes, retries, falls back, prices and records calls
+//! in-process with the same router, the same metering (one priced
+//! [`CallRecord`](core::CallRecord) per call) and the same sinks as the gateway — both
+//! run `llmux-engine`. Build it from the gateway's own config files
+//! ([`Client::from_config`]) or in code ([`Client::builder`]):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use llmux::{ChatRequest, Client, DeploymentSettings};
+//!
+//! let client = Client::builder()
+//!     .model_group("fast", [DeploymentSettings::new("mock", "echo")])
+//!     .model_group("backup", [DeploymentSettings::new("mock", "echo")])
+//!     .fallbacks("fast", ["backup"])
+//!     .build()?;
+//! let req = ChatRequest::new("fast").system("Answer briefly.").user("Hello!").temperature(0.2);
+//! let answer = client.chat_with_meta(req).await?;
+//! assert_eq!(answer.text(), Some("Hello!"));
+//! println!("answered by {:?}, cost {:?}", answer.trace.deployment_id, answer.cost);
+//! # Ok(()) }
+//! ```
+//!
+//! Errors are [`ClientError`]s to match on (`RateLimited { retry_after, .. }`,
+//! `ContextWindowExceeded`, …), each saying what to do. [`Client::chat_stream`] gives a
+//! [`CompletionStream`] of chunks (drop it to cancel the upstream call;
+//! [`CompletionStream::collect`] or [`StreamAccumulator`] assemble the whole answer, tool
+//! calls included).
+//!
+//! **Without this crate.** The smallest build depends on `llmux-core` and one provider
+//! crate, builds a provider from [`DeploymentSettings`] and calls it — no router, no
+//! metering, no runtime of ours (see `examples/minimal` and `docs/sdk.md`).
+//!
+//! **Features.** Providers are chosen by cargo feature (`openai`, `azure`, `anthropic`,
+//! `gemini` (Gemini API and Vertex AI), `bedrock`, `cohere`, `mistral`, `ollama`,
+//! `compat`, `mock`; `all-providers` by default). `gateway` (default) adds the HTTP
+//! server, the key/spend store and the `llmux` binary; an SDK-only build turns it off:
+//! `llmux = { version = "0.1", default-features = false, features = ["openai"] }`.
 //!
 //! Provider crates register themselves with `inventory` when they are linked. A crate that
 //! nothing references may be dropped by the linker, so [`link_providers`] references every
-//! enabled one; [`Gateway`](server::Gateway) users get it called for them by
-//! [`gateway`].
+//! enabled one; [`Client::builder`] and [`gateway`] call it for you. A provider crate of
+//! your own registers the same way (see `examples/custom-provider`).
 //!
-//! Must not: contain logic of its own beyond wiring — everything lives in the layers.
+//! Must not: contain logic of its own beyond wiring and SDK ergonomics — routing and
+//! metering live in the layers (`llmux-engine`, `llmux-router`, `llmux-cost`).
 
 #![forbid(unsafe_code)]
 
+mod client;
+mod error;
+mod stream;
+
+pub use client::{Client, ClientBuilder, Metered};
+pub use error::ClientError;
+pub use stream::CompletionStream;
+
 pub use llmux_config as config;
+pub use llmux_config::{Config, ModelEntry};
 pub use llmux_core as core;
+pub use llmux_core::{
+    CallRecord, CallSink, ChatChunk, ChatRequest, ChatResponse, DeploymentSettings, EmbeddingInput,
+    EmbeddingRequest, EmbeddingResponse, ErrorKind, Message, StreamAccumulator, Tool, ToolChoice,
+};
+pub use llmux_cost::Money;
+pub use llmux_engine as engine;
+pub use llmux_engine::BuildError;
 #[cfg(feature = "anthropic")]
 pub use llmux_provider_anthropic as anthropic;
 #[cfg(feature = "azure")]
@@ -36,6 +88,9 @@ pub use llmux_provider_mock as mock;
 pub use llmux_provider_ollama as ollama;
 #[cfg(feature = "openai")]
 pub use llmux_provider_openai as openai;
+pub use llmux_router as router;
+pub use llmux_router::{RouterSettings, Strategy, Trace};
+#[cfg(feature = "gateway")]
 pub use llmux_server as server;
 
 /// Keep every enabled provider crate (and so its registration) in the final binary.
@@ -71,6 +126,7 @@ pub fn provider_names() -> Vec<&'static str> {
 }
 
 /// A [`server::GatewayBuilder`] with this build's providers linked.
+#[cfg(feature = "gateway")]
 pub fn gateway() -> server::GatewayBuilder {
     link_providers();
     server::Gateway::builder()

@@ -6,13 +6,17 @@
 //! it is full or when its oldest record has waited `interval`, retries a failed batch once
 //! after `retry_backoff` when the failure may pass (a timeout, a refused connection, 408,
 //! 429 or 5xx), and otherwise drops it — logged and counted in [`ExportStats`] and metrics.
+//!
+//! Budget alerts ([`Batcher::push_alert`]) share the queue but are not batched: each goes
+//! in its own export ([`Export::export_alert`]) as soon as the task reaches it, with the
+//! same single retry, and counts as one item in the stats.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmux_core::CallRecord;
+use llmux_core::{BudgetAlert, CallRecord};
 use llmux_http::reqwest;
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,10 +125,19 @@ pub(crate) trait Export: Send + Sync + 'static {
 
     /// Send `batch`; `Ok` carries how many items the receiver refused individually.
     async fn export(&self, batch: &[Arc<CallRecord>]) -> Result<u64, ExportError>;
+
+    /// Send one budget alert. Exporters whose receiver has no use for alerts keep this
+    /// default, which sends nothing (and is never called through [`Batcher::push_alert`]
+    /// by their sinks).
+    async fn export_alert(&self, alert: &BudgetAlert) -> Result<(), ExportError> {
+        let _ = alert;
+        Ok(())
+    }
 }
 
 enum Msg {
     Record(Arc<CallRecord>),
+    Alert(Arc<BudgetAlert>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -164,6 +177,14 @@ impl Batcher {
     pub(crate) async fn push(&self, record: Arc<CallRecord>) {
         if self.tx.send(Msg::Record(record)).await.is_err() {
             // The task is gone (its runtime shut down): nothing can be exported any more.
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            record_export_dropped(&self.name, 1);
+        }
+    }
+
+    /// Queue `alert` for an export of its own, waiting while the queue is full.
+    pub(crate) async fn push_alert(&self, alert: Arc<BudgetAlert>) {
+        if self.tx.send(Msg::Alert(alert)).await.is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             record_export_dropped(&self.name, 1);
         }
@@ -212,6 +233,9 @@ async fn run<E: Export>(
                     deliver(&exporter, &config, &counters, std::mem::take(&mut batch)).await;
                     deadline = None;
                 }
+            }
+            Some(Msg::Alert(alert)) => {
+                deliver_alert(&exporter, &config, &counters, &alert).await;
             }
             Some(Msg::Flush(done)) => {
                 deliver(&exporter, &config, &counters, std::mem::take(&mut batch)).await;
@@ -280,6 +304,53 @@ async fn deliver<E: Export>(
                         "export failed: batch dropped"
                     );
                 }
+                return;
+            }
+        }
+    }
+}
+
+/// Export one alert: retried once when that may help, else dropped, logged and counted.
+async fn deliver_alert<E: Export>(
+    exporter: &E,
+    config: &BatchConfig,
+    counters: &Counters,
+    alert: &BudgetAlert,
+) {
+    let name = exporter.name();
+    let mut retried = false;
+    loop {
+        let result = match tokio::time::timeout(config.timeout, exporter.export_alert(alert)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ExportError::retryable(format!(
+                "no answer within {} ms",
+                config.timeout.as_millis()
+            ))),
+        };
+        match result {
+            Ok(()) => {
+                counters.exported.fetch_add(1, Ordering::Relaxed);
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                record_export(name, if retried { "retried_ok" } else { "ok" });
+                return;
+            }
+            Err(e) if e.retryable && !retried => {
+                retried = true;
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(config.retry_backoff).await;
+            }
+            Err(e) => {
+                counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                record_export(name, "failed");
+                record_export_dropped(name, 1);
+                tracing::warn!(
+                    exporter = name,
+                    reason = %e.reason,
+                    scope = alert.scope.as_str(),
+                    "export failed: budget alert dropped"
+                );
                 return;
             }
         }

@@ -12,6 +12,10 @@
 //! duplicated): the batch is dropped, logged and counted like an exporter's. The file is
 //! not rotated: point `path` at a file a log shipper or `logrotate` (`copytruncate`)
 //! manages.
+//!
+//! A budget alert is written as a line of its own as soon as the writer reaches it: a
+//! [`BudgetAlert`] as it serializes, `{"type":"budget_alert","scope":…,…}`. Record lines
+//! carry no `type` field, so a reader tells the two apart by it.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -21,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmux_core::{CallRecord, CallSink};
+use llmux_core::{BudgetAlert, CallRecord, CallSink};
 
 use crate::ConfigError;
 use crate::batch::{BatchConfig, Batcher, Export, ExportError, ExportStats};
@@ -140,6 +144,10 @@ impl CallSink for JsonlSink {
     async fn record(&self, record: Arc<CallRecord>) {
         self.batcher.push(record).await;
     }
+
+    async fn alert(&self, alert: Arc<BudgetAlert>) {
+        self.batcher.push_alert(alert).await;
+    }
 }
 
 fn lock(file: &Mutex<File>) -> std::sync::MutexGuard<'_, File> {
@@ -173,12 +181,27 @@ impl Export for JsonlWriter {
             })?;
             buf.push(b'\n');
         }
+        self.write(buf).await?;
+        Ok(0)
+    }
+
+    async fn export_alert(&self, alert: &BudgetAlert) -> Result<(), ExportError> {
+        let mut buf = serde_json::to_vec(alert).map_err(|e| {
+            ExportError::fatal(format!("{}: could not encode an alert: {e}", self.name))
+        })?;
+        buf.push(b'\n');
+        self.write(buf).await
+    }
+}
+
+impl JsonlWriter {
+    /// Append `buf` with one `write`, off the async threads.
+    async fn write(&self, buf: Vec<u8>) -> Result<(), ExportError> {
         let file = self.file.clone();
         let written = tokio::task::spawn_blocking(move || lock(&file).write_all(&buf))
             .await
             .map_err(|_| ExportError::fatal(format!("{}: the write was cancelled", self.name)))?;
-        written.map_err(|e| ExportError::fatal(format!("{}: write failed: {e}", self.name)))?;
-        Ok(0)
+        written.map_err(|e| ExportError::fatal(format!("{}: write failed: {e}", self.name)))
     }
 }
 
@@ -254,6 +277,43 @@ mod tests {
         let back: CallRecord = serde_json::from_value(got[4].clone()).unwrap();
         assert_eq!(back, *rec("req-4"));
         assert_eq!(sink.stats().exported, 5);
+    }
+
+    #[tokio::test]
+    async fn a_budget_alert_is_a_line_of_its_own_tagged_budget_alert() {
+        let path = temp_path("alert");
+        let sink = JsonlSink::new(slow_config(&path)).unwrap();
+        sink.record(rec("before")).await;
+        let alert = BudgetAlert {
+            scope: llmux_core::BudgetScope::User,
+            id: "alice".into(),
+            spend_nano: 2_000,
+            soft_budget_nano: 1_500,
+            max_budget_nano: Some(9_000),
+            at_ms: 1_700_000_000_000,
+        };
+        sink.alert(Arc::new(alert.clone())).await;
+        sink.record(rec("after")).await;
+        sink.flush().await;
+        let got = lines(&path);
+        assert_eq!(got.len(), 3, "two record lines and one alert line");
+        let alerts: Vec<&serde_json::Value> =
+            got.iter().filter(|v| v["type"] == "budget_alert").collect();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0]["scope"], "user");
+        assert_eq!(alerts[0]["id"], "alice");
+        assert_eq!(alerts[0]["spend_nano"], 2_000);
+        assert_eq!(alerts[0]["soft_budget_nano"], 1_500);
+        assert_eq!(alerts[0]["max_budget_nano"], 9_000);
+        let back: BudgetAlert = serde_json::from_value(alerts[0].clone()).unwrap();
+        assert_eq!(back, alert);
+        assert!(
+            got.iter()
+                .filter(|v| v.get("type").is_none())
+                .all(|v| v["request_id"].is_string()),
+            "record lines carry no type"
+        );
+        assert_eq!(sink.stats().exported, 3);
     }
 
     #[tokio::test]

@@ -7,13 +7,13 @@
 //!
 //! Per-call metrics come from [`MetricsSink`]; the functions here record what no record can
 //! show (calls in flight, retries, fallbacks, cooldowns, refusals, sink drops, unknown
-//! prices). Every name is in [`names`] and documented in `docs/observability.md`.
+//! prices). [`MetricsSink`] also counts budget alerts by scope. Every name is in [`names`] and documented in `docs/observability.md`.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmux_core::{CallRecord, CallSink, ErrorKind};
+use llmux_core::{BudgetAlert, CallRecord, CallSink, ErrorKind};
 use metrics::{Label, SharedString, Unit, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 pub use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
@@ -56,6 +56,9 @@ pub mod names {
     pub const RATE_LIMIT_REFUSALS: &str = "llmux_rate_limit_refusals_total";
     /// Counter: calls refused by a budget. Labels: `scope`.
     pub const BUDGET_REFUSALS: &str = "llmux_budget_refusals_total";
+    /// Counter: soft-budget alerts (a spend crossed its soft budget). Labels: `scope`
+    /// (`key`, `team`, `user`).
+    pub const BUDGET_ALERTS: &str = "llmux_budget_alerts_total";
     /// Counter: call records a sink lost because its queue was full. Labels: `sink`.
     pub const SINK_DROPPED: &str = "llmux_sink_dropped_total";
     /// Counter: price lookups that found no model. Labels: `provider`, `model`.
@@ -209,6 +212,11 @@ pub fn describe_metrics() {
         "Calls refused by a budget, by scope"
     );
     describe_counter!(
+        names::BUDGET_ALERTS,
+        Unit::Count,
+        "Soft-budget alerts raised, by scope (key, team, user)"
+    );
+    describe_counter!(
         names::SINK_DROPPED,
         Unit::Count,
         "Call records a sink lost because its queue was full"
@@ -252,6 +260,12 @@ impl MetricsSink {
     /// The sink.
     pub fn new() -> Self {
         Self
+    }
+
+    /// Count `alert` in `llmux_budget_alerts_total{scope}`, synchronously. The scope is a
+    /// fixed word; the key, team or user id is never a label.
+    pub fn observe_alert(&self, alert: &BudgetAlert) {
+        counter!(names::BUDGET_ALERTS, "scope" => alert.scope.as_str()).increment(1);
     }
 
     /// Record `record` into the current recorder, synchronously.
@@ -373,6 +387,10 @@ impl CallSink for MetricsSink {
 
     async fn record(&self, record: Arc<CallRecord>) {
         self.observe(&record);
+    }
+
+    async fn alert(&self, alert: Arc<BudgetAlert>) {
+        self.observe_alert(&alert);
     }
 }
 

@@ -6,6 +6,11 @@
 //! non-2xx status or not answered at all is retried once when that may help (timeouts,
 //! connection failures, 408, 429, 5xx), then dropped; both are logged and counted.
 //!
+//! A budget alert goes in a request of its own, right away: the body is one JSON object
+//! `{"type":"budget_alert","scope":…,"id":…,"spend_nano":…,"soft_budget_nano":…,
+//! "max_budget_nano":…,"at_ms":…}` (a [`BudgetAlert`] as it serializes), so a receiver
+//! tells it from a batch by the body being an object rather than an array.
+//!
 //! The URL is held as a [`Secret`]: callback URLs often carry a token in their path or
 //! query.
 
@@ -13,7 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llmux_core::{CallRecord, CallSink, Secret};
+use llmux_core::{BudgetAlert, CallRecord, CallSink, Secret};
 use llmux_http::reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
 use crate::batch::{BatchConfig, Batcher, Export, ExportError, ExportStats, send};
@@ -121,6 +126,10 @@ impl CallSink for WebhookSink {
     async fn record(&self, record: Arc<CallRecord>) {
         self.batcher.push(record).await;
     }
+
+    async fn alert(&self, alert: Arc<BudgetAlert>) {
+        self.batcher.push_alert(alert).await;
+    }
 }
 
 struct WebhookExporter {
@@ -146,5 +155,17 @@ impl Export for WebhookExporter {
             .body(body);
         send(&self.name, request).await?;
         Ok(0)
+    }
+
+    async fn export_alert(&self, alert: &BudgetAlert) -> Result<(), ExportError> {
+        let body = serde_json::to_vec(alert).map_err(|e| {
+            ExportError::fatal(format!("{}: could not encode an alert: {e}", self.name))
+        })?;
+        let request = llmux_http::client()
+            .post(self.url.expose())
+            .headers(self.headers.clone())
+            .body(body);
+        send(&self.name, request).await?;
+        Ok(())
     }
 }

@@ -5,14 +5,17 @@
 //! Keys are looked up through an in-memory cache (short TTL, cleared by the admin API on any
 //! change), so a call costs no database round trip. Limits go through [`Counters`]
 //! (in-process or Redis); budgets compare a cached spend (seeded from the store, then
-//! incremented per call) with the records' budgets.
+//! incremented per call) with the records' budgets. The call whose spend crosses a soft
+//! budget raises one [`BudgetAlert`] through the [`Meter`] ([`Access::set_meter`]), which
+//! hands it to every sink off the request path.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use llmux_core::{Error, ErrorKind};
+use llmux_core::{BudgetAlert, BudgetScope, Error, ErrorKind};
+use llmux_cost::Meter;
 use llmux_store::{Budget, Counters, KeyRecord, Limits, Permit, Store, Team, User, Window};
 
 /// Default time a looked-up key stays cached.
@@ -56,6 +59,8 @@ pub(crate) struct Access {
     pub(crate) counters: Arc<dyn Counters>,
     ttl: Duration,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Where soft-budget alerts go; unset, a crossing is only logged.
+    meter: OnceLock<Meter>,
 }
 
 /// When a key was looked up, and what was found (`None`: no such key).
@@ -78,7 +83,14 @@ impl Access {
             counters,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            meter: OnceLock::new(),
         }
+    }
+
+    /// Send soft-budget alerts to `meter`'s sinks from now on (the meter is started after
+    /// the access layer, so it arrives here). Only the first call takes effect.
+    pub(crate) fn set_meter(&self, meter: Meter) {
+        let _ = self.meter.set(meter);
     }
 
     /// Forget every cached key (after any admin change).
@@ -171,18 +183,19 @@ impl Access {
         }
         // Budgets: key, team, user.
         let mut budgets = Vec::new();
-        budgets.push(("key", k.key_id.as_str(), &k.budget));
+        budgets.push((BudgetScope::Key, k.key_id.as_str(), &k.budget));
         if let Some(t) = &entry.team {
-            budgets.push(("team", t.team_id.as_str(), &t.budget));
+            budgets.push((BudgetScope::Team, t.team_id.as_str(), &t.budget));
         }
         if let Some(u) = &entry.user {
-            budgets.push(("user", u.user_id.as_str(), &u.budget));
+            budgets.push((BudgetScope::User, u.user_id.as_str(), &u.budget));
         }
         let mut spend_keys = Vec::new();
-        for (what, id, b) in budgets {
+        for (scope, id, b) in budgets {
             if b.max_budget_nano.is_none() && b.soft_budget_nano.is_none() {
                 continue;
             }
+            let what = scope.as_str();
             let ck = spend_key(what, id, b);
             let spend = if reset_due(b, now) {
                 0
@@ -208,8 +221,10 @@ impl Access {
             }
             spend_keys.push(SpendSlot {
                 counter: ck,
-                label: format!("{what} {id}"),
+                scope,
+                id: id.to_owned(),
                 soft: b.soft_budget_nano,
+                max: b.max_budget_nano,
                 due: reset_due(b, now),
             });
         }
@@ -223,6 +238,7 @@ impl Access {
             permits: Vec::new(),
             tpm_keys: Vec::new(),
             spend: spend_keys,
+            alerts: self.meter.get().cloned(),
             tokens: AtomicU64::new(0),
             cost: AtomicI64::new(0),
         };
@@ -288,8 +304,10 @@ fn spend_key(what: &str, id: &str, b: &Budget) -> String {
 #[derive(Debug)]
 struct SpendSlot {
     counter: String,
-    label: String,
+    scope: BudgetScope,
+    id: String,
     soft: Option<i64>,
+    max: Option<i64>,
     /// The period is over: nothing to add to the old entry.
     due: bool,
 }
@@ -301,6 +319,8 @@ pub(crate) struct Ticket {
     permits: Vec<Permit>,
     tpm_keys: Vec<String>,
     spend: Vec<SpendSlot>,
+    /// Where a soft-budget crossing is announced.
+    alerts: Option<Meter>,
     tokens: AtomicU64,
     cost: AtomicI64,
 }
@@ -329,7 +349,8 @@ impl Ticket {
         let spend = std::mem::take(&mut self.spend);
         let tokens = self.tokens.load(Ordering::Relaxed);
         let cost = self.cost.load(Ordering::Relaxed);
-        settle(counters, permits, tpm, spend, tokens, cost).await;
+        let alerts = self.alerts.take();
+        settle(counters, permits, tpm, spend, alerts, tokens, cost).await;
     }
 }
 
@@ -344,8 +365,9 @@ impl Drop for Ticket {
         let spend = std::mem::take(&mut self.spend);
         let tokens = self.tokens.load(Ordering::Relaxed);
         let cost = self.cost.load(Ordering::Relaxed);
+        let alerts = self.alerts.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(settle(counters, permits, tpm, spend, tokens, cost));
+            rt.spawn(settle(counters, permits, tpm, spend, alerts, tokens, cost));
         }
     }
 }
@@ -355,6 +377,7 @@ async fn settle(
     permits: Vec<Permit>,
     tpm: Vec<String>,
     spend: Vec<SpendSlot>,
+    alerts: Option<Meter>,
     tokens: u64,
     cost: i64,
 ) {
@@ -369,17 +392,178 @@ async fn settle(
     if cost > 0 {
         for s in spend.iter().filter(|s| !s.due) {
             let now = counters.add_spend(&s.counter, cost).await;
+            // The counter adds atomically, so exactly one call sees the crossing.
             if let Some(soft) = s.soft
                 && now >= soft
                 && now - cost < soft
             {
                 tracing::warn!(
-                    budget = %s.label,
+                    scope = s.scope.as_str(),
+                    id = %s.id,
                     spend_usd = now as f64 / 1e9,
                     soft_budget_usd = soft as f64 / 1e9,
                     "soft budget crossed"
                 );
+                if let Some(meter) = &alerts {
+                    meter.alert(BudgetAlert {
+                        scope: s.scope,
+                        id: s.id.clone(),
+                        spend_nano: now,
+                        soft_budget_nano: soft,
+                        max_budget_nano: s.max,
+                        at_ms: u64::try_from(llmux_store::now_ms()).unwrap_or(0),
+                    });
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use llmux_core::{CallRecord, CallSink};
+    use llmux_cost::MeterWorkers;
+    use llmux_store::{BudgetSettings, LocalCounters, NewKey, NewTeam};
+
+    use super::*;
+
+    /// Keeps every alert it is handed.
+    #[derive(Debug, Default)]
+    struct Alerts(Mutex<Vec<Arc<BudgetAlert>>>);
+
+    #[async_trait]
+    impl CallSink for Alerts {
+        fn name(&self) -> &str {
+            "alerts"
+        }
+        async fn record(&self, _record: Arc<CallRecord>) {}
+        async fn alert(&self, alert: Arc<BudgetAlert>) {
+            self.0.lock().unwrap().push(alert);
+        }
+    }
+
+    /// An access layer over an in-memory store whose one key (in team `team-a`) has a soft
+    /// budget of 1,000 nano-USD and a hard one of 1,000,000; the team's soft budget is
+    /// 2,500. Returns the clear key too.
+    async fn setup() -> (Access, String, Meter, MeterWorkers, Arc<Alerts>) {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store
+            .create_team(NewTeam {
+                team_id: Some("team-a".into()),
+                budget: BudgetSettings {
+                    soft_budget_nano: Some(2_500),
+                    ..BudgetSettings::default()
+                },
+                ..NewTeam::default()
+            })
+            .await
+            .unwrap();
+        let key = store
+            .create_key(NewKey {
+                team_id: Some("team-a".into()),
+                budget: BudgetSettings {
+                    soft_budget_nano: Some(1_000),
+                    max_budget_nano: Some(1_000_000),
+                    ..BudgetSettings::default()
+                },
+                ..NewKey::default()
+            })
+            .await
+            .unwrap();
+        let access = Access::new(store, Arc::new(LocalCounters::new()), DEFAULT_KEY_CACHE_TTL);
+        let sink = Arc::new(Alerts::default());
+        let (meter, workers) = Meter::start(vec![sink.clone()], 64);
+        access.set_meter(meter.clone());
+        (access, key.key.expose().to_owned(), meter, workers, sink)
+    }
+
+    /// Admit one call of `clear` and settle it at `cost` nano-USD.
+    async fn call(access: &Access, clear: &str, cost: i64) {
+        let entry = access.lookup(clear).await.unwrap().unwrap();
+        let ticket = access.admit(&entry, "gpt-4o").await.unwrap();
+        ticket.record(10, Some(cost));
+        ticket.settle().await;
+    }
+
+    /// Every alert delivered, once every handle to the meter is gone.
+    async fn delivered(
+        access: Access,
+        meter: Meter,
+        workers: MeterWorkers,
+        sink: &Alerts,
+    ) -> Vec<BudgetAlert> {
+        drop(access);
+        drop(meter);
+        workers.drain().await;
+        sink.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| (**a).clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_call_crossing_a_soft_budget_raises_one_alert_and_later_calls_none() {
+        let (access, clear, meter, workers, sink) = setup().await;
+        let key_id = access
+            .lookup(&clear)
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .key_id
+            .clone();
+        call(&access, &clear, 600).await;
+        assert_eq!(meter.alerts(), 0, "600 of 1,000: not crossed yet");
+        call(&access, &clear, 600).await;
+        assert_eq!(meter.alerts(), 1, "1,200 crosses the key's 1,000");
+        call(&access, &clear, 600).await;
+        assert_eq!(meter.alerts(), 1, "1,800: already beyond, no second alert");
+        call(&access, &clear, 600).await;
+        assert_eq!(meter.alerts(), 1, "2,400: still under the team's 2,500");
+        call(&access, &clear, 600).await;
+        assert_eq!(meter.alerts(), 2, "3,000 crosses the team's 2,500");
+        let got = delivered(access, meter, workers, &sink).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].scope, BudgetScope::Key);
+        assert_eq!(got[0].id, key_id);
+        assert_eq!(got[0].spend_nano, 1_200);
+        assert_eq!(got[0].soft_budget_nano, 1_000);
+        assert_eq!(got[0].max_budget_nano, Some(1_000_000));
+        assert!(got[0].at_ms > 0);
+        assert_eq!(got[1].scope, BudgetScope::Team);
+        assert_eq!(got[1].id, "team-a");
+        assert_eq!(got[1].spend_nano, 3_000);
+        assert_eq!(got[1].max_budget_nano, None);
+    }
+
+    #[tokio::test]
+    async fn calls_that_stay_under_the_soft_budget_raise_none() {
+        let (access, clear, meter, workers, sink) = setup().await;
+        for _ in 0..3 {
+            call(&access, &clear, 300).await;
+        }
+        assert_eq!(meter.alerts(), 0);
+        assert!(delivered(access, meter, workers, &sink).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_ticket_still_raises_the_alert() {
+        let (access, clear, meter, workers, sink) = setup().await;
+        let entry = access.lookup(&clear).await.unwrap().unwrap();
+        let ticket = access.admit(&entry, "gpt-4o").await.unwrap();
+        ticket.record(10, Some(5_000));
+        drop(ticket);
+        for _ in 0..200 {
+            if meter.alerts() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = delivered(access, meter, workers, &sink).await;
+        let scopes: Vec<BudgetScope> = got.iter().map(|a| a.scope).collect();
+        assert_eq!(scopes, [BudgetScope::Key, BudgetScope::Team]);
     }
 }

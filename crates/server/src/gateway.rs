@@ -7,6 +7,26 @@
 //! gateway.serve_until_signal().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Models can also be added in code; [`Gateway::spawn`] serves in the background:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! llmux_provider_mock::link();
+//! let gateway = llmux_server::Gateway::builder()
+//!     .model("fast", llmux_core::DeploymentSettings::new("mock", "echo"))
+//!     .observability(false)
+//!     .build()?;
+//! assert_eq!(gateway.routes().0, ["fast"]);
+//! let running = gateway.spawn("127.0.0.1:0".parse()?).await?;
+//! assert!(running.url().starts_with("http://127.0.0.1:"));
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The models are built by `llmux_engine::build_models` and calls run through
+//! `llmux_engine::chat`/`embed`: the SDK's `llmux::Client` takes the same path.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,17 +36,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use llmux_config::{Config, ModelEntry, ServerConfig};
-use std::collections::HashMap;
-
+use llmux_config::{Config, ServerConfig};
 use llmux_core::{CallSink, DeploymentSettings};
-use llmux_cost::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers, ModelPrice, PriceTable, UnitPrice};
-use llmux_router::{Deployment, Router as ModelRouter, RouterConfig, RouterSettings, Wildcard};
+use llmux_cost::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers, PriceTable};
+use llmux_router::RouterSettings;
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
 use crate::handlers::{self, AppState, Shared};
-use crate::models::{ModelTable, Pricing, WildcardTemplate};
 
 /// How long a stopped gateway waits for its sinks to take the last records.
 const SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -196,8 +213,30 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let grace = self.server.shutdown_grace;
         let app = self.router();
+        self.serve_app(app, listener, shutdown).await
+    }
+
+    /// [`Gateway::serve`] with an app of the caller's: [`Gateway::router`] plus the routes,
+    /// layers or middleware a custom gateway binary adds. Shutdown, SIGHUP reloads and the
+    /// draining of sinks work as for [`Gateway::serve`].
+    ///
+    /// ```no_run
+    /// # async fn run(gateway: llmux_server::Gateway) -> Result<(), llmux_server::ServerError> {
+    /// let app = gateway
+    ///     .router()
+    ///     .route("/hello", axum::routing::get(|| async { "hello" }));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+    /// gateway.serve_app(app, listener, llmux_server::shutdown_signal()).await
+    /// # }
+    /// ```
+    pub async fn serve_app(
+        self,
+        app: Router,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let grace = self.server.shutdown_grace;
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -270,10 +309,21 @@ impl Gateway {
     /// Bind `addr` (port 0 for an ephemeral one) and serve in a background task until the
     /// returned handle is dropped or told to stop. For tests and embedding.
     pub async fn spawn(self, addr: SocketAddr) -> Result<RunningGateway, ServerError> {
+        let app = self.router();
+        self.spawn_app(app, addr).await
+    }
+
+    /// [`Gateway::spawn`] serving `app` ([`Gateway::router`] extended by the caller; see
+    /// [`Gateway::serve_app`]).
+    pub async fn spawn_app(
+        self,
+        app: Router,
+        addr: SocketAddr,
+    ) -> Result<RunningGateway, ServerError> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(self.serve(listener, async move {
+        let task = tokio::spawn(self.serve_app(app, listener, async move {
             let _ = rx.await;
         }));
         Ok(RunningGateway {
@@ -455,12 +505,7 @@ impl GatewayBuilder {
             let handle = llmux_observe::install_prometheus();
             // `metrics` first, then every sink the config names (`settings.callbacks`), plus
             // OpenTelemetry and Langfuse when their environment variables configure them.
-            let set = llmux_observe::SinkSet::build_with_defaults(
-                &self.config.settings.callbacks,
-                &self.config.settings.callback_settings,
-                &*self.env,
-            )
-            .map_err(|e| ServerError::Observability(e.to_string()))?;
+            let set = llmux_engine::config_sinks(&self.config, &*self.env).map_err(build_error)?;
             self.sinks.extend(set.sinks().iter().cloned());
             exporters = Some(set);
             Some(handle)
@@ -489,6 +534,10 @@ impl GatewayBuilder {
             ))
         });
         let (meter, workers) = Meter::start(self.sinks, DEFAULT_SINK_QUEUE);
+        // Soft-budget crossings reach the same sinks as call records.
+        if let Some(access) = &access {
+            access.set_meter(meter.clone());
+        }
         let inputs = Inputs {
             extra: self.extra,
             env: self.env,
@@ -513,240 +562,45 @@ impl GatewayBuilder {
 }
 
 impl Inputs {
-    /// Everything a configuration puts in force, built (and checked) in full.
+    /// Everything a configuration puts in force, built (and checked) in full. The models
+    /// are built by `llmux_engine::build_models`, as the SDK's `Client` builds them.
     fn state(&self, config: &Config) -> Result<AppState, ServerError> {
-        let meter = self.meter.clone();
-        let table = match (self.prices, &config.settings.price_table) {
-            (Some(t), _) => t,
-            (None, Some(path)) => {
-                let t =
-                    PriceTable::from_path(path).map_err(|e| ServerError::Prices(e.to_string()))?;
-                &*Box::leak(Box::new(t))
-            }
-            (None, None) => PriceTable::embedded(),
+        let options = llmux_engine::TableOptions {
+            extra: &self.extra,
+            env_wildcards: self.env_wildcards,
+            prices: self.prices,
+            router_settings: self.router_settings.as_ref(),
+            meter: self.meter.clone(),
         };
-        let available = || {
-            let mut names: Vec<_> = llmux_core::providers().map(|f| f.name).collect();
-            names.sort_unstable();
-            names.join(", ")
-        };
-        let extra: Vec<ModelEntry> = self
-            .extra
-            .iter()
-            .map(|(n, s)| ModelEntry::new(n.clone(), s.clone()))
-            .collect();
-        let entries: Vec<(String, &ModelEntry)> = config
-            .models
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (format!("models[{i}]"), m))
-            .chain(extra.iter().map(|m| (format!("model '{}'", m.name), m)))
-            .collect();
-        let settings = self
-            .router_settings
-            .clone()
-            .unwrap_or_else(|| router_settings(&config.router));
-        let mut router = RouterConfig::new(settings);
-        for (alias, target) in &config.router.model_group_alias {
-            router = router.alias(alias.clone(), target.group.clone());
-        }
-        let mut overrides = HashMap::new();
-        let mut api_bases = HashMap::new();
-        let mut groups: Vec<(String, Vec<Deployment>)> = Vec::new();
-        let mut wildcards: Vec<WildcardTemplate> = Vec::new();
-        let unknown = |key: &str, provider: &str| ServerError::UnknownProvider {
-            key: format!("{key}.model"),
-            provider: provider.to_owned(),
-            available: available(),
-        };
-        for (key, entry) in &entries {
-            let (name, settings) = (entry.name.as_str(), &entry.deployment);
-            let factory = llmux_core::find_provider(&settings.provider)
-                .ok_or_else(|| unknown(key, &settings.provider))?;
-            if let Some(prefix) = name.strip_suffix("/*").or((name == "*").then_some("")) {
-                wildcards.push(WildcardTemplate {
-                    prefix: prefix.to_owned(),
-                    factory,
-                    template: (*settings).clone(),
-                });
-                continue;
-            }
-            let settings = &with_max_output(table, settings);
-            let provider = (factory.build)(settings).map_err(|source| ServerError::Deployment {
-                key: key.clone(),
-                source,
-            })?;
-            let group = match groups.iter_mut().find(|(g, _)| g == name) {
-                Some(g) => g,
-                None => {
-                    groups.push(((*name).to_owned(), Vec::new()));
-                    groups.last_mut().expect("just pushed")
-                }
-            };
-            let id = entry
-                .id
-                .clone()
-                .unwrap_or_else(|| format!("{name}#{}", group.1.len()));
-            let price = deployment_price(table, entry, key)?;
-            let mut d = Deployment::new(id, provider);
-            let r = &entry.routing;
-            d.weight = r.weight;
-            d.rpm = r.rpm;
-            d.tpm = r.tpm;
-            d.order = r.order.unwrap_or(1);
-            d.tags.clone_from(&r.tags);
-            d.timeout = settings.timeout;
-            d.stream_timeout = r.stream_timeout;
-            d.max_input_tokens = entry
-                .max_input_tokens
-                .or_else(|| price.as_ref().and_then(|p| p.context_window()));
-            if let Some(p) = &price {
-                d.input_cost_per_token_pico = p.rates.input_per_token.map(|u| u.pico_usd());
-                d.output_cost_per_token_pico = p.rates.output_per_token.map(|u| u.pico_usd());
-            }
-            if let (Some(p), true) = (price, entry.prices.is_some() || entry.base_model.is_some()) {
-                overrides.insert(d.id.clone(), Arc::new(p));
-            }
-            if let Some(base) = &settings.api_base {
-                api_bases.insert(d.id.clone(), base.clone());
-            }
-            group.1.push(d);
-        }
-        let any = !entries.is_empty();
-        let litellm_headers = config.settings.litellm_compat_headers;
-        if self.env_wildcards.unwrap_or(!any) {
-            let env = &*self.env;
-            for f in llmux_core::providers() {
-                if wildcards.iter().any(|w| w.prefix == f.name) {
-                    continue;
-                }
-                if let Some(template) = (f.from_env)(env) {
-                    wildcards.push(WildcardTemplate {
-                        prefix: f.name.to_owned(),
-                        factory: f,
-                        template,
-                    });
-                }
-            }
-        }
-        for (name, deployments) in groups {
-            router = router.group(name, deployments);
-        }
-        for w in &wildcards {
-            let (factory, template, prefix) = (w.factory, w.template.clone(), w.prefix.clone());
-            let pattern = if prefix.is_empty() {
-                "*".to_owned()
-            } else {
-                format!("{prefix}/*")
-            };
-            router = router.wildcard(Wildcard::new(pattern, move |model: &str| {
-                // `prefix/*` serves `prefix/<model>`; `*` passes the whole name on.
-                let own = if prefix.is_empty() {
-                    model
-                } else {
-                    model
-                        .strip_prefix(prefix.as_str())
-                        .and_then(|m| m.strip_prefix('/'))
-                        .unwrap_or(model)
-                };
-                (factory.build)(&with_max_output(table, &template.for_model(own)))
-            }));
-        }
-        let router = ModelRouter::new(router).map_err(ServerError::Router)?;
-        let models = ModelTable::new(
-            router,
-            Pricing {
-                table,
-                meter: meter.clone(),
-            },
-            overrides,
-            wildcards,
-            api_bases,
-        );
+        let models =
+            llmux_engine::build_models(config, options, &*self.env).map_err(build_error)?;
         Ok(AppState {
             models,
             master_key: config.server.master_key.clone(),
-            meter,
-            litellm_headers,
+            meter: self.meter.clone(),
+            litellm_headers: config.settings.litellm_compat_headers,
             access: self.access.clone(),
         })
     }
 }
 
-/// `settings` with `params.max_output_tokens` filled from the price table when the
-/// deployment does not set it: providers that must always send an output limit (Anthropic)
-/// use the model's own maximum rather than a fixed default.
-fn with_max_output(table: &PriceTable, settings: &DeploymentSettings) -> DeploymentSettings {
-    let mut s = settings.clone();
-    if !s.params.contains_key("max_output_tokens")
-        && let Some(max) = table
-            .lookup(&s.provider, &s.model)
-            .and_then(ModelPrice::max_output)
-    {
-        s.params.insert("max_output_tokens".into(), max.into());
-    }
-    s
-}
-
-/// The router settings a config asks for.
-fn router_settings(c: &llmux_config::RouterSettings) -> RouterSettings {
-    use llmux_config::RoutingStrategy as C;
-    use llmux_router::Strategy as R;
-    RouterSettings {
-        strategy: match c.strategy {
-            C::SimpleShuffle => R::SimpleShuffle,
-            C::LeastBusy => R::LeastBusy,
-            C::LatencyBased => R::LatencyBased,
-            C::UsageBased => R::UsageBased,
-            C::CostBased => R::CostBased,
+/// The engine's build errors, as the server has always named them.
+fn build_error(e: llmux_engine::BuildError) -> ServerError {
+    use llmux_engine::BuildError as B;
+    match e {
+        B::UnknownProvider {
+            key,
+            provider,
+            available,
+        } => ServerError::UnknownProvider {
+            key,
+            provider,
+            available,
         },
-        num_retries: c.num_retries,
-        retry_policy: c.retry_policy.iter().collect(),
-        allowed_fails: Some(c.allowed_fails),
-        cooldown_time: c.cooldown_time,
-        timeout: c.timeout,
-        stream_first_chunk_timeout: c.stream_timeout,
-        stream_stall_timeout: c.stall_timeout,
-        fallbacks: c.fallbacks.clone(),
-        context_window_fallbacks: c.context_window_fallbacks.clone(),
-        content_policy_fallbacks: c.content_policy_fallbacks.clone(),
-        default_fallbacks: c.default_fallbacks.clone(),
-        stream_resume: c.stream_resume,
-        ..RouterSettings::default()
+        B::Deployment { key, source } => ServerError::Deployment { key, source },
+        B::Router(e) => ServerError::Router(e),
+        B::Prices(m) => ServerError::Prices(m),
+        B::Sinks(m) => ServerError::Observability(m),
+        other => ServerError::Reload(other.to_string()),
     }
-}
-
-/// A deployment's price: the table's entry for its model (or for its `base_model`), with
-/// the config's per-token prices laid over it.
-fn deployment_price(
-    table: &PriceTable,
-    entry: &ModelEntry,
-    key: &str,
-) -> Result<Option<ModelPrice>, ServerError> {
-    let d = &entry.deployment;
-    let base = table
-        .lookup_with_base_model(&d.provider, &d.model, entry.base_model.as_deref())
-        .cloned();
-    let Some(p) = &entry.prices else {
-        return Ok(base);
-    };
-    let parse = |field: &str, v: &Option<llmux_config::Decimal>| {
-        v.as_ref()
-            .map(|d| UnitPrice::from_usd_str(d.as_str()))
-            .transpose()
-            .map_err(|e| ServerError::Prices(format!("{key}.{field}: {e}")))
-    };
-    let input = parse("input_cost_per_token", &p.input_cost_per_token)?;
-    let output = parse("output_cost_per_token", &p.output_cost_per_token)?;
-    let mut price = base.unwrap_or_default();
-    let top = ModelPrice::per_token(
-        input
-            .or(price.rates.input_per_token)
-            .unwrap_or(UnitPrice::ZERO),
-        output
-            .or(price.rates.output_per_token)
-            .unwrap_or(UnitPrice::ZERO),
-    );
-    price.apply_override(&top);
-    Ok(Some(price))
 }

@@ -140,7 +140,7 @@ pub(crate) async fn admit(
     meta.key = Some(entry.key.key_id.clone());
     meta.team.clone_from(&entry.key.team_id);
     meta.user.clone_from(&entry.key.user_id);
-    meta.ticket = Some(access.admit(entry, model).await?);
+    meta.ticket = Some(Box::new(access.admit(entry, model).await?));
     Ok(())
 }
 

@@ -1,214 +1,33 @@
-//! The server's side of the metering point: what a call looked like when it arrived, and
-//! turning its outcome into exactly one priced `CallRecord`.
+//! The server's side of the metering point. What a call looked like when it arrived
+//! ([`CallMeta`]), how it ended ([`Outcome`]) and turning both into exactly one priced
+//! `CallRecord` live in `llmux-engine`, shared with the SDK; this module keeps their
+//! server paths (`crate::metering::…`) and plugs the gateway's pieces into them: the state
+//! a stream is metered with, and the access ticket a virtual key's call holds.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+// Some of these are for the endpoint modules that meter on their own.
+#[allow(unused_imports)]
+pub(crate) use llmux_engine::{
+    CallMeta, MAX_TAG_LEN, MAX_TAGS, Outcome, estimate_tokens, price, tags,
+};
 
-use llmux_core::{CallRecord, ErrorKind, Usage};
-use llmux_cost::{CallUsage, Meter, Money};
-use llmux_router::Trace;
-
+use crate::handlers::AppState;
 use crate::models::ModelTable;
 
-/// What is known when a call arrives.
-#[derive(Debug)]
-pub(crate) struct CallMeta {
-    pub(crate) started: Instant,
-    pub(crate) started_at_ms: u64,
-    pub(crate) request_id: String,
-    pub(crate) operation: &'static str,
-    pub(crate) model_group: String,
-    pub(crate) end_user: Option<String>,
-    pub(crate) trace_id: Option<String>,
-    pub(crate) parent_span_id: Option<String>,
-    pub(crate) tags: Vec<String>,
-    /// The virtual key's id, team and user (access phase).
-    pub(crate) key: Option<String>,
-    pub(crate) team: Option<String>,
-    pub(crate) user: Option<String>,
-    /// The admitted call's counters, settled when it ends.
-    pub(crate) ticket: Option<crate::access::Ticket>,
-}
-
-/// How a call ended.
-#[derive(Debug, Default)]
-pub(crate) struct Outcome<'a> {
-    pub(crate) trace: Option<&'a Trace>,
-    /// The model the upstream says answered.
-    pub(crate) provider_model: Option<&'a str>,
-    pub(crate) usage: Option<&'a Usage>,
-    pub(crate) usage_estimated: bool,
-    pub(crate) embedding: bool,
-    pub(crate) status: u16,
-    pub(crate) error_kind: Option<ErrorKind>,
-    pub(crate) ttft_us: Option<u64>,
-    pub(crate) finish_reason: Option<&'a str>,
-    /// Already computed (streams price the usage chunk as it passes).
-    pub(crate) cost: Option<Option<Money>>,
-}
-
-impl CallMeta {
-    pub(crate) fn new(request_id: String, operation: &'static str) -> Self {
-        Self {
-            started: Instant::now(),
-            started_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            request_id,
-            operation,
-            model_group: String::new(),
-            end_user: None,
-            trace_id: None,
-            parent_span_id: None,
-            tags: Vec::new(),
-            key: None,
-            team: None,
-            user: None,
-            ticket: None,
-        }
-    }
-
-    /// Build, price and emit the record; returns the cost for response headers.
-    pub(crate) fn finish(
-        &self,
-        models: &ModelTable,
-        meter: &Meter,
-        o: Outcome<'_>,
-    ) -> Option<Money> {
-        let cost = match o.cost {
-            Some(c) => c,
-            None => price(models, o.trace, o.usage, o.embedding),
-        };
-        if let Some(t) = &self.ticket {
-            let tokens = o
-                .usage
-                .map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
-            t.record(tokens, cost.map(Money::nano_usd));
-        }
-        if !meter.has_sinks() {
-            meter.count_unbuilt();
-            return cost;
-        }
-        let t = o.trace;
-        let u = o.usage;
-        let details = |f: fn(&Usage) -> u64| u.map_or(0, f);
-        let record = CallRecord {
-            request_id: self.request_id.clone(),
-            started_at_ms: self.started_at_ms,
-            operation: self.operation.to_owned(),
-            end_user: self.end_user.clone(),
-            model_group: self.model_group.clone(),
-            deployment: t.and_then(|t| t.deployment_id.clone()),
-            provider: t.and_then(|t| t.provider).map(str::to_owned),
-            provider_model: o
-                .provider_model
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned)
-                .or_else(|| t.and_then(|t| t.provider_model.clone())),
-            prompt_tokens: details(|u| u.prompt_tokens),
-            completion_tokens: details(|u| u.completion_tokens),
-            cached_tokens: details(Usage::cached_tokens),
-            cache_creation_tokens: details(|u| {
-                u.extra
-                    .get("cache_creation_input_tokens")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0)
-            }),
-            reasoning_tokens: details(Usage::reasoning_tokens),
-            usage_estimated: o.usage_estimated,
-            cost_nano_usd: cost.map(Money::nano_usd),
-            latency_us: self.started.elapsed().as_micros() as u64,
-            ttft_us: o.ttft_us,
-            status: o.status,
-            error_kind: o.error_kind,
-            attempts: t.map_or(0, |t| t.attempts),
-            fallback: t
-                .filter(|t| t.fallback_used())
-                .and_then(|t| t.final_model_group.clone()),
-            stream_resumptions: t.map_or(0, |t| t.resumptions),
-            tags: self.tags.clone(),
-            trace_id: self.trace_id.clone(),
-            parent_span_id: self.parent_span_id.clone(),
-            finish_reason: o.finish_reason.map(str::to_owned),
-            key: self.key.clone(),
-            team: self.team.clone(),
-            user: self.user.clone(),
-            ..CallRecord::default()
-        };
-        meter.emit(record);
-        cost
+/// A stream keeps the state it started with alive until it is recorded.
+impl AsRef<ModelTable> for AppState {
+    fn as_ref(&self) -> &ModelTable {
+        &self.models
     }
 }
 
-/// The cost of `usage` on the deployment the trace names (`None` when either is unknown).
-pub(crate) fn price(
-    models: &ModelTable,
-    trace: Option<&Trace>,
-    usage: Option<&Usage>,
-    embedding: bool,
-) -> Option<Money> {
-    let t = trace?;
-    let price = models.price(
-        t.deployment_id.as_deref(),
-        t.provider?,
-        t.provider_model.as_deref()?,
-    )?;
-    let mut cu = CallUsage::from(usage?);
-    cu.is_embedding = embedding;
-    Some(price.cost(&cu).total)
-}
-
-/// One token per four characters: the estimate used when an upstream reports no usage.
-pub(crate) fn estimate_tokens(chars: u64) -> u64 {
-    chars.div_ceil(4)
-}
-
-/// Most tags one call may carry, and the longest tag.
-pub(crate) const MAX_TAGS: usize = 32;
-pub(crate) const MAX_TAG_LEN: usize = 64;
-
-/// The call's attribution tags: `metadata.tags`, top-level `tags`, and the `x-llmux-tags`
-/// header (comma-separated), de-duplicated in order. Bounded in count and length; a tag
-/// that is not a non-empty string of printable characters is a 400.
-pub(crate) fn tags(
-    extra: &llmux_core::JsonObject,
-    metadata: Option<&llmux_core::JsonObject>,
-    header: Option<&str>,
-) -> Result<Vec<String>, llmux_core::Error> {
-    let mut out: Vec<String> = Vec::new();
-    let bad = |why: String| llmux_core::Error::bad_request(why).with_param("tags");
-    let mut push = |t: &str| -> Result<(), llmux_core::Error> {
-        let t = t.trim();
-        if t.is_empty() || t.len() > MAX_TAG_LEN || t.chars().any(char::is_control) {
-            return Err(bad(format!(
-                "each tag must be 1 to {MAX_TAG_LEN} printable characters"
-            )));
-        }
-        if !out.iter().any(|o| o == t) {
-            if out.len() == MAX_TAGS {
-                return Err(bad(format!("at most {MAX_TAGS} tags per call")));
-            }
-            out.push(t.to_owned());
-        }
-        Ok(())
-    };
-    for source in [metadata.and_then(|m| m.get("tags")), extra.get("tags")]
-        .into_iter()
-        .flatten()
-    {
-        let list = source
-            .as_array()
-            .ok_or_else(|| bad("'tags' must be an array of strings".into()))?;
-        for t in list {
-            push(
-                t.as_str()
-                    .ok_or_else(|| bad("'tags' must be an array of strings".into()))?,
-            )?;
-        }
+/// A virtual key's admitted call: told what the call used when it is metered, settled
+/// (counters, in-flight slots, spend) when it ends.
+impl llmux_engine::CallTicket for crate::access::Ticket {
+    fn record(&self, tokens: u64, cost_nano_usd: Option<i64>) {
+        crate::access::Ticket::record(self, tokens, cost_nano_usd);
     }
-    if let Some(h) = header {
-        for t in h.split(',').filter(|t| !t.trim().is_empty()) {
-            push(t)?;
-        }
+
+    fn settle(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(crate::access::Ticket::settle(*self))
     }
-    Ok(out)
 }

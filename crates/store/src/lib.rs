@@ -47,6 +47,8 @@ pub use keys::{
     ClearKey, KEY_PREFIX, KEY_RANDOM_CHARS, constant_time_eq, display_prefix, generate_key,
     hash_key, verify_key,
 };
+pub use litellm_import::{ImportReport, import_litellm};
+pub use responses::StoredResponse;
 pub use time::{BudgetDuration, Day, now_ms, parse_duration};
 pub use types::{
     BatchOutcome, Budget, BudgetSettings, BudgetUpdate, GeneratedKey, GroupBy, KeyFilter,
@@ -54,8 +56,6 @@ pub use types::{
     ReportQuery, ReportRow, SpendLogFilter, SpendLogPage, SpendTarget, Team, TeamMember, TeamRole,
     TeamUpdate, User, UserUpdate,
 };
-pub use litellm_import::{ImportReport, import_litellm};
-pub use responses::StoredResponse;
 pub use writer::{SpendWriter, SpendWriterConfig, WriterStats};
 
 use std::fmt;

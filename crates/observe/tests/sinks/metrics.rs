@@ -1,6 +1,6 @@
 //! Records and helper calls rendered by a local (not global) Prometheus recorder.
 
-use llmux_core::{CallRecord, ErrorKind};
+use llmux_core::{BudgetAlert, BudgetScope, CallRecord, ErrorKind};
 use llmux_observe::metric::describe_metrics;
 use llmux_observe::{
     MetricsSink, in_flight, in_flight_dec, in_flight_inc, prometheus_recorder,
@@ -120,6 +120,35 @@ fn label_values_are_sanitized_and_unknown_models_grouped() {
     );
     assert!(!text.contains("made-up-by-a-client"));
     assert!(!text.contains("sent-with-a-bad-key"));
+}
+
+#[test]
+fn budget_alerts_are_counted_by_scope_only() {
+    let alert = |scope, id: &str| BudgetAlert {
+        scope,
+        id: id.into(),
+        spend_nano: 2,
+        soft_budget_nano: 1,
+        max_budget_nano: None,
+        at_ms: 1,
+    };
+    let text = render(|| {
+        describe_metrics();
+        let sink = MetricsSink::new();
+        sink.observe_alert(&alert(BudgetScope::Key, "key_secretish_1"));
+        sink.observe_alert(&alert(BudgetScope::Key, "key_secretish_2"));
+        sink.observe_alert(&alert(BudgetScope::Team, "team-a"));
+    });
+    check(
+        &text,
+        &[
+            "# TYPE llmux_budget_alerts_total counter",
+            r#"llmux_budget_alerts_total{scope="key"} 2"#,
+            r#"llmux_budget_alerts_total{scope="team"} 1"#,
+        ],
+    );
+    assert!(!text.contains("key_secretish"), "ids are never labels");
+    assert!(!text.contains(r#"scope="user""#), "no alert, no series");
 }
 
 #[test]

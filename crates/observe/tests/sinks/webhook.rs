@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use llmux_core::{CallRecord, CallSink, Secret};
+use llmux_core::{BudgetAlert, BudgetScope, CallRecord, CallSink, Secret};
 use llmux_observe::{WebhookConfig, WebhookSink};
 
 use crate::common::{failed_record, fast_batch, ok_record};
@@ -126,4 +126,78 @@ async fn a_failed_post_is_retried_once_then_dropped() {
     sink.record(Arc::new(ok_record())).await;
     sink.flush().await;
     assert_eq!(rx.count(), 5, "a 404 is not retried");
+}
+
+fn key_alert() -> BudgetAlert {
+    BudgetAlert {
+        scope: BudgetScope::Key,
+        id: "key_123".into(),
+        spend_nano: 1_250_000_000,
+        soft_budget_nano: 1_000_000_000,
+        max_budget_nano: Some(5_000_000_000),
+        at_ms: 1_700_000_000_000,
+    }
+}
+
+#[tokio::test]
+async fn a_budget_alert_is_posted_alone_as_a_tagged_object() {
+    let rx = Receiver::start().await;
+    let sink = sink_for(&rx);
+    sink.record(Arc::new(ok_record())).await;
+    sink.alert(Arc::new(key_alert())).await;
+    sink.flush().await;
+
+    let got = rx.received.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        2,
+        "the alert in its own request, the record in a batch"
+    );
+    let bodies: Vec<serde_json::Value> = got
+        .iter()
+        .map(|(_, body)| serde_json::from_slice(body).unwrap())
+        .collect();
+    let alert = bodies
+        .iter()
+        .find(|b| b.is_object())
+        .expect("one object body");
+    assert_eq!(
+        *alert,
+        serde_json::json!({
+            "type": "budget_alert",
+            "scope": "key",
+            "id": "key_123",
+            "spend_nano": 1_250_000_000_i64,
+            "soft_budget_nano": 1_000_000_000_i64,
+            "max_budget_nano": 5_000_000_000_i64,
+            "at_ms": 1_700_000_000_000_i64
+        })
+    );
+    let batch = bodies
+        .iter()
+        .find(|b| b.is_array())
+        .expect("one array body");
+    assert_eq!(batch.as_array().unwrap().len(), 1);
+    let (headers, _) = got.iter().find(|(_, b)| b.first() == Some(&b'{')).unwrap();
+    assert_eq!(headers["authorization"], "Bearer hook-token");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(sink.stats().exported, 2);
+}
+
+#[tokio::test]
+async fn a_failed_alert_post_is_retried_once_then_dropped() {
+    let rx = Receiver::start().await;
+    let sink = sink_for(&rx);
+    rx.fail_next(503);
+    sink.alert(Arc::new(key_alert())).await;
+    sink.flush().await;
+    assert_eq!(rx.count(), 2, "one retry");
+    assert_eq!((sink.stats().retries, sink.stats().exported), (1, 1));
+
+    rx.fail_next(500);
+    rx.fail_next(500);
+    sink.alert(Arc::new(key_alert())).await;
+    sink.flush().await;
+    assert_eq!(rx.count(), 4);
+    assert_eq!(sink.stats().dropped, 1);
 }

@@ -1,0 +1,245 @@
+//! The metering point: what a call looked like when it arrived ([`CallMeta`]), how it
+//! ended ([`Outcome`]), and turning the two into exactly one priced `CallRecord` handed to
+//! the [`Meter`]'s sinks.
+//!
+//! Must not: know where the call came from (HTTP or a library call) or do I/O; access
+//! control is someone else's, seen here only as a [`CallTicket`] told what the call used.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use llmux_core::{CallRecord, ErrorKind, Usage};
+use llmux_cost::{CallUsage, Meter, Money};
+use llmux_router::Trace;
+
+use crate::models::ModelTable;
+
+/// An admitted call's hold on shared limits (rate, in-flight, budget counters), kept in
+/// its [`CallMeta`]: told what the call used when it is metered, and settled when the call
+/// ends. The gateway's virtual keys implement it; the SDK has none.
+pub trait CallTicket: Send + Sync + std::fmt::Debug {
+    /// What the call used, as metered (tokens in and out, cost in nano-USD when priced).
+    fn record(&self, tokens: u64, cost_nano_usd: Option<i64>);
+    /// Count what was used and release what was held.
+    fn settle(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+/// What is known when a call arrives.
+#[derive(Debug)]
+pub struct CallMeta {
+    /// When the call arrived (latency and time to first chunk are measured from here).
+    pub started: Instant,
+    /// The same instant as Unix milliseconds (the record's `started_at_ms`).
+    pub started_at_ms: u64,
+    /// The call's id (`x-request-id`, or one made up).
+    pub request_id: String,
+    /// `chat`, `chat_stream`, `embeddings`, …
+    pub operation: &'static str,
+    /// The model name asked for.
+    pub model_group: String,
+    /// The end user the caller named (`user` in the request).
+    pub end_user: Option<String>,
+    /// The caller's W3C trace id, when it sent one.
+    pub trace_id: Option<String>,
+    /// The caller's span, parent of the call's span.
+    pub parent_span_id: Option<String>,
+    /// Attribution tags (see [`tags`]).
+    pub tags: Vec<String>,
+    /// The virtual key's id (set by the gateway's access phase).
+    pub key: Option<String>,
+    /// The key's team.
+    pub team: Option<String>,
+    /// The key's user.
+    pub user: Option<String>,
+    /// The admitted call's counters, settled when it ends.
+    pub ticket: Option<Box<dyn CallTicket>>,
+}
+
+/// How a call ended.
+#[derive(Debug, Default)]
+pub struct Outcome<'a> {
+    /// What the router did (`None` when the call failed before routing).
+    pub trace: Option<&'a Trace>,
+    /// The model the upstream says answered.
+    pub provider_model: Option<&'a str>,
+    /// Token counts (reported, or estimated when `usage_estimated`).
+    pub usage: Option<&'a Usage>,
+    /// The usage is an estimate (the upstream reported none).
+    pub usage_estimated: bool,
+    /// An embeddings call (priced per input token only).
+    pub embedding: bool,
+    /// HTTP-style status: 200, the error kind's status, or 499 when the caller went away.
+    pub status: u16,
+    /// Why it failed.
+    pub error_kind: Option<ErrorKind>,
+    /// Time to the first streamed chunk, in microseconds.
+    pub ttft_us: Option<u64>,
+    /// The first choice's finish reason.
+    pub finish_reason: Option<&'a str>,
+    /// Already computed (streams price the usage chunk as it passes).
+    pub cost: Option<Option<Money>>,
+}
+
+impl CallMeta {
+    /// A call that arrives now.
+    pub fn new(request_id: String, operation: &'static str) -> Self {
+        Self {
+            started: Instant::now(),
+            started_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            request_id,
+            operation,
+            model_group: String::new(),
+            end_user: None,
+            trace_id: None,
+            parent_span_id: None,
+            tags: Vec::new(),
+            key: None,
+            team: None,
+            user: None,
+            ticket: None,
+        }
+    }
+
+    /// Build, price and emit the record (exactly once per call); returns the cost.
+    /// `models` prices the usage unless `o.cost` already says what it cost.
+    pub fn finish(&self, models: &ModelTable, meter: &Meter, o: Outcome<'_>) -> Option<Money> {
+        let cost = match o.cost {
+            Some(c) => c,
+            None => price(models, o.trace, o.usage, o.embedding),
+        };
+        if let Some(t) = &self.ticket {
+            let tokens = o
+                .usage
+                .map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
+            t.record(tokens, cost.map(Money::nano_usd));
+        }
+        if !meter.has_sinks() {
+            meter.count_unbuilt();
+            return cost;
+        }
+        let t = o.trace;
+        let u = o.usage;
+        let details = |f: fn(&Usage) -> u64| u.map_or(0, f);
+        let record = CallRecord {
+            request_id: self.request_id.clone(),
+            started_at_ms: self.started_at_ms,
+            operation: self.operation.to_owned(),
+            end_user: self.end_user.clone(),
+            model_group: self.model_group.clone(),
+            deployment: t.and_then(|t| t.deployment_id.clone()),
+            provider: t.and_then(|t| t.provider).map(str::to_owned),
+            provider_model: o
+                .provider_model
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .or_else(|| t.and_then(|t| t.provider_model.clone())),
+            prompt_tokens: details(|u| u.prompt_tokens),
+            completion_tokens: details(|u| u.completion_tokens),
+            cached_tokens: details(Usage::cached_tokens),
+            cache_creation_tokens: details(|u| {
+                u.extra
+                    .get("cache_creation_input_tokens")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0)
+            }),
+            reasoning_tokens: details(Usage::reasoning_tokens),
+            usage_estimated: o.usage_estimated,
+            cost_nano_usd: cost.map(Money::nano_usd),
+            latency_us: self.started.elapsed().as_micros() as u64,
+            ttft_us: o.ttft_us,
+            status: o.status,
+            error_kind: o.error_kind,
+            attempts: t.map_or(0, |t| t.attempts),
+            fallback: t
+                .filter(|t| t.fallback_used())
+                .and_then(|t| t.final_model_group.clone()),
+            stream_resumptions: t.map_or(0, |t| t.resumptions),
+            tags: self.tags.clone(),
+            trace_id: self.trace_id.clone(),
+            parent_span_id: self.parent_span_id.clone(),
+            finish_reason: o.finish_reason.map(str::to_owned),
+            key: self.key.clone(),
+            team: self.team.clone(),
+            user: self.user.clone(),
+            ..CallRecord::default()
+        };
+        meter.emit(record);
+        cost
+    }
+}
+
+/// The cost of `usage` on the deployment the trace names (`None` when either is unknown).
+pub fn price(
+    models: &ModelTable,
+    trace: Option<&Trace>,
+    usage: Option<&Usage>,
+    embedding: bool,
+) -> Option<Money> {
+    let t = trace?;
+    let price = models.price(
+        t.deployment_id.as_deref(),
+        t.provider?,
+        t.provider_model.as_deref()?,
+    )?;
+    let mut cu = CallUsage::from(usage?);
+    cu.is_embedding = embedding;
+    Some(price.cost(&cu).total)
+}
+
+/// One token per four characters: the estimate used when an upstream reports no usage.
+pub fn estimate_tokens(chars: u64) -> u64 {
+    chars.div_ceil(4)
+}
+
+/// Most tags one call may carry.
+pub const MAX_TAGS: usize = 32;
+/// The longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 64;
+
+/// The call's attribution tags: `metadata.tags`, top-level `tags`, and the `x-llmux-tags`
+/// header (comma-separated), de-duplicated in order. Bounded in count and length; a tag
+/// that is not a non-empty string of printable characters is a 400.
+pub fn tags(
+    extra: &llmux_core::JsonObject,
+    metadata: Option<&llmux_core::JsonObject>,
+    header: Option<&str>,
+) -> Result<Vec<String>, llmux_core::Error> {
+    let mut out: Vec<String> = Vec::new();
+    let bad = |why: String| llmux_core::Error::bad_request(why).with_param("tags");
+    let mut push = |t: &str| -> Result<(), llmux_core::Error> {
+        let t = t.trim();
+        if t.is_empty() || t.len() > MAX_TAG_LEN || t.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "each tag must be 1 to {MAX_TAG_LEN} printable characters"
+            )));
+        }
+        if !out.iter().any(|o| o == t) {
+            if out.len() == MAX_TAGS {
+                return Err(bad(format!("at most {MAX_TAGS} tags per call")));
+            }
+            out.push(t.to_owned());
+        }
+        Ok(())
+    };
+    for source in [metadata.and_then(|m| m.get("tags")), extra.get("tags")]
+        .into_iter()
+        .flatten()
+    {
+        let list = source
+            .as_array()
+            .ok_or_else(|| bad("'tags' must be an array of strings".into()))?;
+        for t in list {
+            push(
+                t.as_str()
+                    .ok_or_else(|| bad("'tags' must be an array of strings".into()))?,
+            )?;
+        }
+    }
+    if let Some(h) = header {
+        for t in h.split(',').filter(|t| !t.trim().is_empty()) {
+            push(t)?;
+        }
+    }
+    Ok(out)
+}
