@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use llmux_config::Config;
 
 mod providers_cmd;
+mod spend_cmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,6 +104,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         cached: u64,
     },
+    /// Where the money goes: spend by tag, model, key, team, … (`spend whatif`: re-price
+    /// calls at another model).
+    Spend(Box<spend_cmd::SpendArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +262,7 @@ fn main() -> ExitCode {
             output,
             cached,
         } => cost(&model, input, output, cached),
+        Command::Spend(args) => spend_cmd::run(*args),
         Command::Providers { format } => providers_cmd::run(format),
     }
 }

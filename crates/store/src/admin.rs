@@ -377,8 +377,10 @@ impl Store {
     // ---------------------------------------------------------------- keys
 
     /// Create a virtual key. The returned [`GeneratedKey::key`] is the only time the clear
-    /// key exists outside its owner's hands: only its hash is stored.
+    /// key exists outside its owner's hands: only its hash is stored. `metadata.tags`, when
+    /// present, must be an array of valid attribution tags (the key's default tags).
     pub async fn create_key(&self, new: NewKey) -> Result<GeneratedKey> {
+        crate::report::check_key_metadata(&new.metadata)?;
         let key = generate_key();
         let record = self.insert_key(key.hash(), key.display(), new).await?;
         Ok(GeneratedKey { key, record })
@@ -452,6 +454,15 @@ impl Store {
         row.map(KeyRecord::try_from).transpose()
     }
 
+    /// The key with this alias (aliases are unique).
+    pub async fn get_key_by_alias(&self, alias: &str) -> Result<Option<KeyRecord>> {
+        let mut a = Args::default();
+        let m = a.push(alias);
+        let sql = format!("SELECT {KEY_COLUMNS} FROM llmux_keys WHERE key_alias = {m}");
+        let row: Option<KeyRow> = self.db.fetch_optional(&sql, a).await?;
+        row.map(KeyRecord::try_from).transpose()
+    }
+
     /// The key a client presented: hashed, looked up by hash, and the stored hash compared
     /// in constant time. `None` for an unknown key. Expiry, blocking and budgets are the
     /// caller's to enforce ([`KeyRecord::is_active_at`], [`Budget::exceeded_at`]).
@@ -472,8 +483,12 @@ impl Store {
         row.map(KeyRecord::try_from).transpose()
     }
 
-    /// Change a key's settings; returns the updated key.
+    /// Change a key's settings; returns the updated key. New metadata is checked as in
+    /// [`Store::create_key`].
     pub async fn update_key(&self, key_id: &str, update: KeyUpdate) -> Result<KeyRecord> {
+        if let Some(m) = &update.metadata {
+            crate::report::check_key_metadata(m)?;
+        }
         let user = update.user_id.as_ref().and_then(|u| u.as_deref());
         let team = update.team_id.as_ref().and_then(|t| t.as_deref());
         self.check_owner(user, team).await?;

@@ -256,6 +256,13 @@ impl Db {
 }
 
 impl Tx {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
             Self::Sqlite(t) => t.commit().await?,

@@ -13,6 +13,11 @@
 //!   key/team/user spend), off the request path, and loses nothing: when the database is
 //!   unreachable records wait in a bounded buffer that spills to an fsync'd JSON-lines file,
 //!   replayed idempotently (the spend log is keyed by `request_id`) once it is back.
+//! - Spend reports ([`Store::spend_breakdown`]): spend, calls, tokens, errors and latency
+//!   (average and p95 from a fixed-bucket histogram) grouped by any combination of tag,
+//!   model, model group, provider, key, team, user and day, answered from the daily
+//!   aggregates only; and [`Store::usage_profile`], the per-call usage a what-if re-pricing
+//!   needs. Keys' default attribution tags live in their metadata ([`key_default_tags`]).
 //! - [`Counters`]: rate-limit windows, in-flight counts and a budget spend cache, either
 //!   in-process ([`LocalCounters`]) or shared through Redis ([`RedisCounters`], atomic Lua
 //!   scripts, bounded TTLs, falling back to local counters when Redis is unreachable).
@@ -31,6 +36,7 @@ mod db;
 mod error;
 mod keys;
 mod litellm_import;
+mod report;
 mod responses;
 mod spend;
 mod time;
@@ -48,6 +54,11 @@ pub use keys::{
     hash_key, verify_key,
 };
 pub use litellm_import::{ImportReport, import_litellm};
+pub use report::{
+    Breakdown, BreakdownFilter, BreakdownQuery, BreakdownRow, LATENCY_BUCKET_BOUNDS_US,
+    LATENCY_BUCKETS, MAX_TAG_LEN, MAX_TAGS, SpendDimension, SpendTotals, UsageFilter,
+    UsageProfileRow, key_default_tags, tag_problem,
+};
 pub use responses::StoredResponse;
 pub use time::{BudgetDuration, Day, now_ms, parse_duration};
 pub use types::{

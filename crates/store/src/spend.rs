@@ -7,14 +7,16 @@ use std::sync::Arc;
 use llmux_core::{CallRecord, ErrorKind};
 
 use crate::admin::{parse_json, to_i64, to_u64, where_clause};
-use crate::db::{Args, Tx};
+use crate::db::{Args, Backend, Tx};
+use crate::report::{LATENCY_BUCKETS, latency_bucket};
 use crate::time::{Day, now_ms, parse_duration};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
 /// Rows per multi-row INSERT (31 columns each: well under both backends' parameter limits).
 const LOG_ROWS_PER_STATEMENT: usize = 200;
-/// Rows per aggregate upsert.
+/// Rows per aggregate upsert (39 columns each at most: 7 800 parameters, under SQLite's
+/// 32 766 and PostgreSQL's 65 535).
 const AGG_ROWS_PER_STATEMENT: usize = 200;
 
 const LOG_COLUMNS: &str = "request_id, started_at_ms, day, operation, key_id, team_id, user_id, \
@@ -23,7 +25,10 @@ const LOG_COLUMNS: &str = "request_id, started_at_ms, day, operation, key_id, te
     cost_nano, latency_us, ttft_us, status, error_kind, cache_hit, tags, attempts, fallback, \
     stream_resumptions, trace_id, parent_span_id, finish_reason";
 
-const AGG_COLUMNS: [&str; 9] = [
+/// The columns of both daily aggregate tables that are plain sums, in [`Agg`] order: the
+/// report sums, then the latency sum and the latency histogram (one column per bucket of
+/// [`crate::report::LATENCY_BUCKET_BOUNDS_US`]). `latency_max_us` is kept apart (a maximum).
+pub(crate) const AGG_COLUMNS: [&str; AGG_SUMS] = [
     "calls",
     "errors",
     "unpriced_calls",
@@ -33,7 +38,34 @@ const AGG_COLUMNS: [&str; 9] = [
     "cache_creation_tokens",
     "reasoning_tokens",
     "spend_nano",
+    "latency_sum_us",
+    "lat_b00",
+    "lat_b01",
+    "lat_b02",
+    "lat_b03",
+    "lat_b04",
+    "lat_b05",
+    "lat_b06",
+    "lat_b07",
+    "lat_b08",
+    "lat_b09",
+    "lat_b10",
+    "lat_b11",
+    "lat_b12",
+    "lat_b13",
+    "lat_b14",
+    "lat_b15",
+    "lat_b16",
+    "lat_b17",
+    "lat_b18",
+    "lat_b19",
 ];
+/// Sums per aggregate row: 9 counters, the latency sum, the histogram buckets.
+pub(crate) const AGG_SUMS: usize = 10 + LATENCY_BUCKETS;
+/// Where the histogram starts in [`AGG_COLUMNS`].
+pub(crate) const AGG_FIRST_BUCKET: usize = 10;
+/// The columns the `/global/spend/report` rows read (the first nine sums).
+const REPORT_COLUMNS: usize = 9;
 
 #[derive(sqlx::FromRow)]
 struct RequestIdRow {
@@ -126,12 +158,25 @@ fn parse_error_kind(s: &str) -> Option<ErrorKind> {
     ErrorKind::ALL.into_iter().find(|k| k.as_str() == s)
 }
 
-/// Sums kept per aggregate row.
-#[derive(Debug, Default, Clone, Copy)]
-struct Agg([i64; 9]);
+/// What one aggregate row adds up: the sums of [`AGG_COLUMNS`] and the largest latency.
+#[derive(Debug, Clone, Copy)]
+struct Agg {
+    sums: [i64; AGG_SUMS],
+    latency_max_us: i64,
+}
+
+impl Default for Agg {
+    fn default() -> Self {
+        Self {
+            sums: [0; AGG_SUMS],
+            latency_max_us: 0,
+        }
+    }
+}
 
 impl Agg {
     fn add(&mut self, r: &CallRecord) {
+        let latency = to_i64(r.latency_us);
         let vals = [
             1,
             i64::from(is_error(r)),
@@ -142,15 +187,30 @@ impl Agg {
             to_i64(r.cache_creation_tokens),
             to_i64(r.reasoning_tokens),
             r.cost_nano_usd.unwrap_or(0),
+            latency,
         ];
-        for (acc, v) in self.0.iter_mut().zip(vals) {
+        for (acc, v) in self.sums.iter_mut().zip(vals) {
             *acc = acc.saturating_add(v);
         }
+        let bucket = &mut self.sums[AGG_FIRST_BUCKET + latency_bucket(r.latency_us)];
+        *bucket = bucket.saturating_add(1);
+        self.latency_max_us = self.latency_max_us.max(latency);
     }
 }
 
+/// (day, key, team, user, model group, provider, provider model).
 type DailyKey = (String, String, String, String, String, String, String);
-type TagKey = (String, String, String, String, String, String);
+/// (day, tag, key, team, user, model group, provider, provider model).
+type TagKey = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
 
 fn dim(v: &Option<String>) -> String {
     v.as_deref()
@@ -204,6 +264,7 @@ impl Store {
             let day = Day::from_unix_ms(to_i64(r.started_at_ms)).to_string();
             let (key, team, user) = (dim(&r.key), dim(&r.team), dim(&r.user));
             let model = clean(&r.model_group).into_owned();
+            let (provider, provider_model) = (dim(&r.provider), dim(&r.provider_model));
             daily
                 .entry((
                     day.clone(),
@@ -211,15 +272,14 @@ impl Store {
                     team.clone(),
                     user.clone(),
                     model.clone(),
-                    dim(&r.provider),
-                    dim(&r.provider_model),
+                    provider.clone(),
+                    provider_model.clone(),
                 ))
                 .or_default()
                 .add(r);
-            let mut tags: Vec<String> = r.tags.iter().map(|t| clean(t).into_owned()).collect();
-            tags.sort();
-            tags.dedup();
-            for tag in tags {
+            // Once per distinct tag, or once under '' (untagged): a call with several tags
+            // counts under each tag here, and once in `daily`.
+            for tag in aggregate_tags(&r.tags) {
                 tagged
                     .entry((
                         day.clone(),
@@ -228,6 +288,8 @@ impl Store {
                         team.clone(),
                         user.clone(),
                         model.clone(),
+                        provider.clone(),
+                        provider_model.clone(),
                     ))
                     .or_default()
                     .add(r);
@@ -402,13 +464,17 @@ impl Store {
             GroupBy::Key => ("key_id", "llmux_spend_daily"),
             GroupBy::Team => ("team_id", "llmux_spend_daily"),
             GroupBy::User => ("user_id", "llmux_spend_daily"),
-            GroupBy::Tag => ("tag", "llmux_spend_daily_tags"),
+            GroupBy::Tag => ("tag", "llmux_spend_daily_by_tag"),
         };
         let mut a = Args::default();
         let mut conds = vec![
             format!("day >= {}", a.push(query.from.to_string())),
             format!("day <= {}", a.push(query.to.to_string())),
         ];
+        if query.group_by == GroupBy::Tag {
+            // This report lists tagged calls only (untagged calls are kept under '').
+            conds.push("tag <> ''".to_owned());
+        }
         for (c, v) in [
             ("key_id", &query.key_id),
             ("team_id", &query.team_id),
@@ -418,7 +484,7 @@ impl Store {
                 conds.push(format!("{c} = {}", a.push(v.as_str())));
             }
         }
-        let sums: Vec<String> = AGG_COLUMNS
+        let sums: Vec<String> = AGG_COLUMNS[..REPORT_COLUMNS]
             .iter()
             .map(|c| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT) AS {c}"))
             .collect();
@@ -549,33 +615,48 @@ async fn insert_log_rows(tx: &mut Tx, rows: &[&CallRecord]) -> Result<Vec<String
     Ok(ids.into_iter().map(|r| r.request_id).collect())
 }
 
-fn agg_update_set(table: &str) -> String {
-    AGG_COLUMNS
+/// `col = table.col + excluded.col` for every sum, and the larger `latency_max_us`.
+fn agg_update_set(tx: &Tx, table: &str) -> String {
+    let mut set: Vec<String> = AGG_COLUMNS
         .iter()
         .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    let greatest = match tx.backend() {
+        Backend::Sqlite => "MAX",
+        Backend::Postgres => "GREATEST",
+    };
+    set.push(format!(
+        "latency_max_us = {greatest}({table}.latency_max_us, excluded.latency_max_us)"
+    ));
+    set.join(", ")
+}
+
+/// One `(…)` tuple of an aggregate upsert: the dimensions, then the sums, then the maximum.
+fn agg_tuple<'a>(a: &mut Args, dims: impl IntoIterator<Item = &'a String>, agg: &Agg) -> String {
+    let mut marks: Vec<String> = dims.into_iter().map(|v| a.push(v.as_str())).collect();
+    marks.extend(agg.sums.iter().map(|v| a.push(*v)));
+    marks.push(a.push(agg.latency_max_us));
+    format!("({})", marks.join(", "))
 }
 
 async fn upsert_daily(tx: &mut Tx, rows: &[(DailyKey, Agg)]) -> Result<()> {
     let mut a = Args::default();
     let mut tuples = Vec::with_capacity(rows.len());
     for ((day, key, team, user, model, provider, pmodel), agg) in rows {
-        let mut marks: Vec<String> = [day, key, team, user, model, provider, pmodel]
-            .into_iter()
-            .map(|v| a.push(v.as_str()))
-            .collect();
-        marks.extend(agg.0.iter().map(|v| a.push(*v)));
-        tuples.push(format!("({})", marks.join(", ")));
+        tuples.push(agg_tuple(
+            &mut a,
+            [day, key, team, user, model, provider, pmodel],
+            agg,
+        ));
     }
     let sql = format!(
         "INSERT INTO llmux_spend_daily (day, key_id, team_id, user_id, model_group, provider, \
-         provider_model, {}) VALUES {} \
+         provider_model, {}, latency_max_us) VALUES {} \
          ON CONFLICT (day, key_id, team_id, user_id, model_group, provider, provider_model) \
          DO UPDATE SET {}",
         AGG_COLUMNS.join(", "),
         tuples.join(", "),
-        agg_update_set("llmux_spend_daily")
+        agg_update_set(tx, "llmux_spend_daily")
     );
     tx.execute(&sql, a).await?;
     Ok(())
@@ -584,24 +665,40 @@ async fn upsert_daily(tx: &mut Tx, rows: &[(DailyKey, Agg)]) -> Result<()> {
 async fn upsert_tags(tx: &mut Tx, rows: &[(TagKey, Agg)]) -> Result<()> {
     let mut a = Args::default();
     let mut tuples = Vec::with_capacity(rows.len());
-    for ((day, tag, key, team, user, model), agg) in rows {
-        let mut marks: Vec<String> = [day, tag, key, team, user, model]
-            .into_iter()
-            .map(|v| a.push(v.as_str()))
-            .collect();
-        marks.extend(agg.0.iter().map(|v| a.push(*v)));
-        tuples.push(format!("({})", marks.join(", ")));
+    for ((day, tag, key, team, user, model, provider, pmodel), agg) in rows {
+        tuples.push(agg_tuple(
+            &mut a,
+            [day, tag, key, team, user, model, provider, pmodel],
+            agg,
+        ));
     }
     let sql = format!(
-        "INSERT INTO llmux_spend_daily_tags (day, tag, key_id, team_id, user_id, model_group, \
-         {}) VALUES {} \
-         ON CONFLICT (day, tag, key_id, team_id, user_id, model_group) DO UPDATE SET {}",
+        "INSERT INTO llmux_spend_daily_by_tag (day, tag, key_id, team_id, user_id, model_group, \
+         provider, provider_model, {}, latency_max_us) VALUES {} \
+         ON CONFLICT (day, tag, key_id, team_id, user_id, model_group, provider, provider_model) \
+         DO UPDATE SET {}",
         AGG_COLUMNS.join(", "),
         tuples.join(", "),
-        agg_update_set("llmux_spend_daily_tags")
+        agg_update_set(tx, "llmux_spend_daily_by_tag")
     );
     tx.execute(&sql, a).await?;
     Ok(())
+}
+
+/// The tags a call is aggregated under: its distinct non-empty tags (NULs removed), sorted,
+/// or `['']` when it has none.
+fn aggregate_tags(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .map(|t| clean(t).into_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
 }
 
 fn parse_cursor(cursor: &str) -> Result<(i64, String)> {

@@ -10,5 +10,6 @@ mod common;
 mod admin;
 mod counters;
 mod litellm_import;
+mod report;
 mod spend;
 mod writer;

@@ -167,14 +167,16 @@ async fn spill_survives_a_writer_restart(db: &TestDb) {
     check_reports(&store, &all).await;
 
     // Replaying the same records again (e.g. a crash after the commit, before the file was
-    // removed) inserts nothing and leaves the aggregates alone.
+    // removed) inserts nothing and leaves the aggregates alone. Writer 2 stops first: a live
+    // writer may still be marked dirty (writer 1 split the spill in two) and would replay
+    // the file itself.
+    w2.shutdown().await.unwrap();
     let mut text = String::new();
     for r in &all {
         text.push_str(&serde_json::to_string(r.as_ref()).unwrap());
         text.push('\n');
     }
     std::fs::write(scratch.path("spill.jsonl.replay"), text).unwrap();
-    w2.shutdown().await.unwrap();
     let w3 = SpendWriter::start(store.clone(), config(Some(spill.clone())));
     let s3 = w3.flush().await.unwrap();
     assert_eq!(s3.replayed, 501);
