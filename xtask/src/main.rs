@@ -8,6 +8,9 @@
 //! - `docs` — regenerate the provider table of `docs/providers.md` from the compiled-in
 //!   providers (`--check`: fail when it is stale).
 
+mod bench;
+mod bench_proc;
+mod bench_report;
 mod prices;
 mod provider_docs;
 
@@ -20,12 +23,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&args[1..]),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("prices") => prices::run(&args[1..]),
         Some("docs") => provider_docs::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--no-python] | bench [--quick] [--nginx] | prices [--source FILE] | docs [--check]>"
+                "usage: cargo xtask <ci [--no-python] | bench [--quick | --soak | --streams N] | prices [--source FILE] | docs [--check]>"
             );
             return ExitCode::from(2);
         }
@@ -106,6 +109,9 @@ fn ci(args: &[String]) -> Result<(), String> {
         "--lib",
     ]);
     run("facade with only the mock provider", c)?;
+
+    // docs/providers.md's provider table is generated from the compiled-in registry.
+    provider_docs::run(&["--check".to_owned()])?;
 
     if python {
         python_client_check()?;
@@ -207,62 +213,4 @@ fn python_client_check() -> Result<(), String> {
         "official openai and anthropic Python clients against the gateway and every provider's mock",
         c,
     )
-}
-
-/// The side-by-side overhead benchmark, driven by the shared harness
-/// (`../shared/bench`, or `LLMUX_BENCH_DIR`): direct-to-mock versus through llmux, same
-/// load, same run. `--quick` shortens runs; `--nginx` also measures the nginx floor;
-/// any other arguments go to `bench.py suite`.
-fn bench(args: &[String]) -> Result<(), String> {
-    let root = root();
-    let dir = std::env::var_os("LLMUX_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/bench"));
-    let bench_py = dir.join("bench.py");
-    if !bench_py.is_file() {
-        return Err(format!(
-            "{} not found (set LLMUX_BENCH_DIR)",
-            bench_py.display()
-        ));
-    }
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "llmux", "--bin", "llmux"]);
-    run("build the release binary", c)?;
-    let quick = args.iter().any(|a| a == "--quick");
-    let nginx = args.iter().any(|a| a == "--nginx");
-    let rest: Vec<&String> = args
-        .iter()
-        .filter(|a| *a != "--quick" && *a != "--nginx")
-        .collect();
-    let bin = target_dir().join("release/llmux");
-    let gateway_cmd = format!(
-        "printf 'models:\\n  - name: bench-model\\n    model: openai/bench-model\\n    api_base: %s\\n    api_key: %s\\n' \"$BENCH_UPSTREAM\" \"${{BENCH_API_KEY:-none}}\" > \"$BENCH_RUN_DIR/llmux.yaml\" && RUST_LOG=warn exec {} serve --config \"$BENCH_RUN_DIR/llmux.yaml\" --host 127.0.0.1 --port \"$BENCH_PORT\" --workers \"$BENCH_WORKERS\" --log-format json",
-        bin.display()
-    );
-    let duration = if quick { "5" } else { "10" };
-    let suite = |label: &str, cmd: &str| {
-        let mut c = Command::new("python3");
-        c.current_dir(&dir)
-            .arg("bench.py")
-            .arg("suite")
-            .args(["--label", label, "--workers", "1", "--duration", duration])
-            .args(["--gateway-cmd", cmd]);
-        if quick {
-            c.args(["--delays", "0", "--concurrency", "1,16"]);
-        }
-        c.args(rest.iter().map(|s| s.as_str()));
-        c
-    };
-    run("llmux, 1 worker", suite("llmux-1w", &gateway_cmd))?;
-    if nginx {
-        run(
-            "nginx reference floor, 1 worker",
-            suite("nginx-1w", "./gateways/nginx/start.sh"),
-        )?;
-    }
-    eprintln!(
-        "results: {}/runs/ (python3 bench.py report runs/<dir>/results.jsonl)",
-        dir.display()
-    );
-    Ok(())
 }
