@@ -39,10 +39,15 @@ impl Drop for TempDir {
 }
 
 async fn gateway(store: Store, openai: &OpenAiMock) -> RunningGateway {
+    gateway_with(store, openai, "").await
+}
+
+/// A gateway on `store` whose config is the e2e one plus `extra` YAML.
+async fn gateway_with(store: Store, openai: &OpenAiMock, extra: &str) -> RunningGateway {
     llmux::link_providers();
     let env = |k: &str| (k == "E2E_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_owned());
-    let config = Config::from_str(&config_yaml(&openai.base_url()), "yaml", "e2e.yaml", &env)
-        .expect("valid config");
+    let yaml = format!("{}{extra}", config_yaml(&openai.base_url()));
+    let config = Config::from_str(&yaml, "yaml", "e2e.yaml", &env).expect("valid config");
     llmux::gateway()
         .config(config)
         .router_settings(llmux_router::RouterSettings {
@@ -390,4 +395,90 @@ async fn spend_report_sums_tagged_calls_through_the_gateway_as_json_and_csv() {
     })
     .await
     .expect("bounded");
+}
+
+/// Attribution precedence, end to end: a call is counted under the request's own tags,
+/// then its key's default tags, then its model group's tags (`router.model_group_tags`),
+/// each tag once and at most 32; when the sources together carry more, the model group's
+/// go first, then the key's, never the request's.
+#[tokio::test]
+async fn tags_come_from_the_request_then_the_key_then_the_model_group() {
+    tokio::time::timeout(BOUND, async {
+        let dir = TempDir(temp_dir());
+        let url = format!("sqlite://{}", dir.0.join("llmux.db").display());
+        let openai = OpenAiMock::with_api_key(UPSTREAM_KEY).await;
+        let extra = "router:\n  model_group_tags: {gpt: [grp, shared]}\n";
+        let gw = gateway_with(Store::connect(&url).await.expect("store"), &openai, extra).await;
+        let c = Client::new(&gw);
+        let (status, v) = c
+            .post(
+                MASTER_KEY,
+                "/key/generate",
+                &json!({"key_alias": "tagged", "metadata": {"tags": ["key-feature", "shared"]}}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let key = v["key"].as_str().expect("key").to_owned();
+        let many: Vec<String> = (0..31).map(|i| format!("r{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let calls: Vec<(&str, &str, Value)> = vec![
+            (
+                "all-three",
+                &key,
+                chat(Some(&["req-feature", "shared"]), None, false),
+            ),
+            ("group-only", MASTER_KEY, chat(None, None, true)),
+            ("capped", &key, chat(Some(&many), None, false)),
+            (
+                "no-group-tags",
+                &key,
+                json!({"model": "emb", "input": "hello"}),
+            ),
+        ];
+        for (name, auth, body) in &calls {
+            let path = if body.get("input").is_some() {
+                "/v1/embeddings"
+            } else {
+                "/v1/chat/completions"
+            };
+            let mut body = body.clone();
+            body["user"] = json!(name);
+            let (status, v) = c.post(auth, path, &body, None).await;
+            assert_eq!(status, 200, "{name}: {v}");
+        }
+        gw.shutdown().await.expect("clean shutdown");
+
+        let store = Store::connect(&url).await.expect("store");
+        let logged = store
+            .spend_logs(
+                &SpendLogFilter::default(),
+                &LogPage {
+                    limit: 100,
+                    cursor: None,
+                },
+            )
+            .await
+            .expect("spend logs")
+            .records;
+        let tags = |name: &str| -> Vec<String> {
+            let r = logged
+                .iter()
+                .find(|r| r.end_user.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("no record for {name}: {logged:#?}"));
+            r.tags.clone()
+        };
+        assert_eq!(
+            tags("all-three"),
+            ["req-feature", "shared", "key-feature", "grp"]
+        );
+        assert_eq!(tags("group-only"), ["grp", "shared"]);
+        let capped = tags("capped");
+        assert_eq!(capped.len(), 32, "{capped:?}");
+        assert_eq!(capped[..31], many[..]);
+        assert_eq!(capped[31], "key-feature");
+        assert_eq!(tags("no-group-tags"), ["key-feature", "shared"]);
+    })
+    .await
+    .expect("test finished in time");
 }

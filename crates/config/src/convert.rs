@@ -237,6 +237,12 @@ impl Writer {
         if !r.default_fallbacks.is_empty() {
             self.kv(1, "default_fallbacks", &list(&r.default_fallbacks));
         }
+        if !r.model_group_tags.is_empty() {
+            self.line(1, "model_group_tags:");
+            for (group, tags) in &r.model_group_tags {
+                self.kv(2, group, &list(tags));
+            }
+        }
         if !r.model_group_alias.is_empty() {
             self.line(1, "model_group_alias:");
             for (alias, a) in &r.model_group_alias {

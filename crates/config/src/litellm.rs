@@ -610,6 +610,25 @@ impl Walk<'_> {
                 self.model_group_alias(&key, v);
                 return;
             }
+            // llmux's own: attribution tags per model group.
+            "model_group_tags" => {
+                let Value::Object(o) = v else {
+                    self.err(&key, "must be a map of model groups to lists of tags");
+                    return;
+                };
+                for (group, tags) in o {
+                    let k = format!("{key}.{group}");
+                    if let Some(list) = self.string_list(&k, tags) {
+                        self.out
+                            .raw
+                            .router
+                            .model_group_tags
+                            .insert(group.clone(), list);
+                        self.map(format!("router.model_group_tags.{group}"), k);
+                    }
+                }
+                return;
+            }
             "fallbacks" | "context_window_fallbacks" | "content_policy_fallbacks" => {
                 self.fallbacks(k, &key, v);
                 return;

@@ -96,6 +96,8 @@ pub(crate) struct RawRouter {
     pub stream_resume: Option<bool>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub model_group_alias: BTreeMap<String, RawAlias>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_group_tags: BTreeMap<String, Vec<String>>,
 }
 
 /// `alias: group` or `alias: {model: group, hidden: true}` (LiteLLM's two shapes).
@@ -717,6 +719,24 @@ fn build_router(raw: RawRouter, models: &[ModelEntry], e: &mut Errors<'_>) -> Ro
         } else {
             r.model_group_alias
                 .insert(alias, ModelGroupAlias { group, hidden });
+        }
+    }
+
+    for (group, tags) in raw.model_group_tags {
+        let key = format!("router.model_group_tags.{group}");
+        if !groups.contains(group.as_str()) && !r.model_group_alias.contains_key(&group) {
+            e.invalid(&key, format!("'{group}' is not a model group"));
+            continue;
+        }
+        let mut ok = true;
+        for (j, tag) in tags.iter().enumerate() {
+            if let Some(why) = llmux_core::tags::tag_problem(tag.trim()) {
+                e.invalid(&format!("{key}[{j}]"), why);
+                ok = false;
+            }
+        }
+        if ok {
+            r.model_group_tags.insert(group, tags);
         }
     }
 

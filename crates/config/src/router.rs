@@ -174,6 +174,9 @@ pub struct RouterSettings {
     pub stream_resume: bool,
     /// Extra names for model groups.
     pub model_group_alias: BTreeMap<String, ModelGroupAlias>,
+    /// Attribution tags of a model group: every call to the group is counted under them
+    /// in spend reports (after the request's own tags and the key's default tags).
+    pub model_group_tags: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for RouterSettings {
@@ -193,6 +196,7 @@ impl Default for RouterSettings {
             default_fallbacks: Vec::new(),
             stream_resume: true,
             model_group_alias: BTreeMap::new(),
+            model_group_tags: BTreeMap::new(),
         }
     }
 }

@@ -637,3 +637,43 @@ router_settings:
         Some("redis://cache:6379")
     );
 }
+
+#[test]
+fn model_group_tags_load_from_both_formats_and_bad_ones_are_named() {
+    let native = check_ok(
+        r#"
+models:
+  - {name: summarizer, model: mock/echo}
+router:
+  model_group_tags: {summarizer: [summarize, " batch "]}
+"#,
+    );
+    assert_eq!(
+        native.router.model_group_tags["summarizer"],
+        ["summarize", " batch "]
+    );
+    let litellm = check_ok(
+        r#"
+model_list:
+  - model_name: summarizer
+    litellm_params: {model: mock/echo}
+router_settings:
+  model_group_tags: {summarizer: [summarize]}
+"#,
+    );
+    assert_eq!(litellm.router.model_group_tags["summarizer"], ["summarize"]);
+    let err = check_err(
+        r#"
+models:
+  - {name: summarizer, model: mock/echo}
+router:
+  model_group_tags: {nope: [a], summarizer: ["", ok]}
+"#,
+        "yaml",
+    );
+    assert!(err.contains("router.model_group_tags.nope"), "{err}");
+    assert!(
+        err.contains("router.model_group_tags.summarizer[0]"),
+        "{err}"
+    );
+}

@@ -39,6 +39,7 @@ pub mod model_ref;
 pub mod provider;
 pub mod record;
 pub mod sse;
+pub mod tags;
 pub mod types;
 
 pub use error::{Error, ErrorBody, ErrorDetail, ErrorKind, Origin};

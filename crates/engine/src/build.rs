@@ -233,6 +233,14 @@ pub fn build_models(
         overrides,
         wildcards,
         api_bases,
+    )
+    .with_group_tags(
+        config
+            .router
+            .model_group_tags
+            .iter()
+            .map(|(g, t)| (g.clone(), t.clone()))
+            .collect(),
     ))
 }
 

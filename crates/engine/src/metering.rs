@@ -155,7 +155,13 @@ impl CallMeta {
                 .filter(|t| t.fallback_used())
                 .and_then(|t| t.final_model_group.clone()),
             stream_resumptions: t.map_or(0, |t| t.resumptions),
-            tags: self.tags.clone(),
+            tags: {
+                // The request's tags, then the key's (merged at admission), then the
+                // model group's.
+                let mut tags = self.tags.clone();
+                llmux_core::tags::merge_tags(&mut tags, models.group_tags(&self.model_group));
+                tags
+            },
             trace_id: self.trace_id.clone(),
             parent_span_id: self.parent_span_id.clone(),
             finish_reason: o.finish_reason.map(str::to_owned),
@@ -192,10 +198,7 @@ pub fn estimate_tokens(chars: u64) -> u64 {
     chars.div_ceil(4)
 }
 
-/// Most tags one call may carry.
-pub const MAX_TAGS: usize = 32;
-/// The longest tag, in bytes.
-pub const MAX_TAG_LEN: usize = 64;
+pub use llmux_core::tags::{MAX_TAG_LEN, MAX_TAGS};
 
 /// The call's attribution tags: `metadata.tags`, top-level `tags`, and the `x-llmux-tags`
 /// header (comma-separated), de-duplicated in order. Bounded in count and length; a tag
@@ -209,10 +212,8 @@ pub fn tags(
     let bad = |why: String| llmux_core::Error::bad_request(why).with_param("tags");
     let mut push = |t: &str| -> Result<(), llmux_core::Error> {
         let t = t.trim();
-        if t.is_empty() || t.len() > MAX_TAG_LEN || t.chars().any(char::is_control) {
-            return Err(bad(format!(
-                "each tag must be 1 to {MAX_TAG_LEN} printable characters"
-            )));
+        if let Some(why) = llmux_core::tags::tag_problem(t) {
+            return Err(bad(why));
         }
         if !out.iter().any(|o| o == t) {
             if out.len() == MAX_TAGS {

@@ -46,6 +46,8 @@ pub struct ModelTable {
     prices: RwLock<PriceCache>,
     pub(crate) wildcards: Vec<WildcardTemplate>,
     api_bases: HashMap<String, String>,
+    /// Attribution tags per model group (`router.model_group_tags`).
+    group_tags: HashMap<String, Vec<String>>,
 }
 
 impl ModelTable {
@@ -63,7 +65,18 @@ impl ModelTable {
             prices: RwLock::new(HashMap::new()),
             wildcards,
             api_bases,
+            group_tags: HashMap::new(),
         }
+    }
+
+    /// The attribution tags of model group `group` (empty when it has none).
+    pub fn group_tags(&self, group: &str) -> &[String] {
+        self.group_tags.get(group).map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn with_group_tags(mut self, tags: HashMap<String, Vec<String>>) -> Self {
+        self.group_tags = tags;
+        self
     }
 
     /// The configured `api_base` of a deployment, if it set one.

@@ -140,6 +140,7 @@ pub(crate) async fn admit(
     meta.key = Some(entry.key.key_id.clone());
     meta.team.clone_from(&entry.key.team_id);
     meta.user.clone_from(&entry.key.user_id);
+    meta.tags = crate::report::attributed_tags(&meta.tags, Some(&entry.key), &[]);
     meta.ticket = Some(Box::new(access.admit(entry, model).await?));
     Ok(())
 }

@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use llmux_core::{Error, ErrorKind};
 use llmux_store::{
-    Breakdown, BreakdownFilter, BreakdownQuery, BreakdownRow, Day, KeyRecord, MAX_TAGS,
-    SpendDimension, SpendTotals, Store, StoreError,
+    Breakdown, BreakdownFilter, BreakdownQuery, BreakdownRow, Day, KeyRecord, SpendDimension,
+    SpendTotals, Store, StoreError,
 };
 use serde_json::{Map, Value, json};
 
@@ -40,14 +40,12 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 /// The tags a call is counted under, by precedence: the request's own tags (already checked
 /// by `metering::tags`), then the key's default tags (`metadata.tags`), then the model
 /// group's tags. An ordered union: each tag once, at its first (highest-precedence) place;
-/// at most [`MAX_TAGS`], so when the sources together carry more, the model group's go
+/// at most `MAX_TAGS` (32), so when the sources together carry more, the model group's go
 /// first, then the key's — a request's own tags are never dropped. Default tags that are
 /// not valid tags are skipped (the store refuses them on keys; this is the last guard).
 ///
-/// The access phase calls it once the key is known (`handlers::admit`):
-/// `meta.tags = crate::report::attributed_tags(&meta.tags, Some(&entry.key), &[]);`
-// Until that line is in, only the tests call it.
-#[allow(dead_code)]
+/// The access phase calls it once the key is known (`handlers::admit`); the model group's
+/// tags join when the call is metered (`ModelTable::group_tags`).
 pub(crate) fn attributed_tags(
     request: &[String],
     key: Option<&KeyRecord>,
@@ -55,19 +53,12 @@ pub(crate) fn attributed_tags(
 ) -> Vec<String> {
     let key_tags = key.map(|k| llmux_store::key_default_tags(&k.metadata));
     let mut out: Vec<String> = Vec::with_capacity(request.len());
-    let sources = [
+    for source in [
         request,
         key_tags.as_deref().unwrap_or_default(),
         model_group,
-    ];
-    for t in sources.into_iter().flatten() {
-        let t = t.trim();
-        if out.len() == MAX_TAGS {
-            break;
-        }
-        if llmux_store::tag_problem(t).is_none() && !out.iter().any(|o| o == t) {
-            out.push(t.to_owned());
-        }
+    ] {
+        llmux_core::tags::merge_tags(&mut out, source);
     }
     out
 }
@@ -448,6 +439,7 @@ fn csv_response(r: &Breakdown) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llmux_store::MAX_TAGS;
 
     fn csv_text(s: &str) -> String {
         let mut out = String::new();

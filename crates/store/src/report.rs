@@ -44,22 +44,8 @@ pub(crate) fn latency_bucket(latency_us: u64) -> usize {
     LATENCY_BUCKET_BOUNDS_US.partition_point(|&b| b < latency_us)
 }
 
-/// Most attribution tags one call carries, and the longest tag (bytes).
-pub const MAX_TAGS: usize = 32;
-/// The longest attribution tag, in bytes.
-pub const MAX_TAG_LEN: usize = 64;
-
-/// Why `tag` (already trimmed) is not a valid attribution tag, if it is not: 1 to
-/// [`MAX_TAG_LEN`] bytes with no control characters.
-pub fn tag_problem(tag: &str) -> Option<String> {
-    if tag.is_empty() || tag.len() > MAX_TAG_LEN || tag.chars().any(char::is_control) {
-        Some(format!(
-            "each tag must be 1 to {MAX_TAG_LEN} printable characters"
-        ))
-    } else {
-        None
-    }
-}
+/// The tag rule (count, length, characters) is the core's, shared with the request parser.
+pub use llmux_core::tags::{MAX_TAG_LEN, MAX_TAGS, tag_problem};
 
 /// A key's default attribution tags: `metadata.tags` (an array of strings), trimmed, in
 /// order, without repeats; anything else there is ignored (key creation and update refuse
