@@ -606,6 +606,128 @@ async fn the_admin_api_is_disabled_without_a_master_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Anyone sees every model.
+    let r = http
+        .get(format!("{}/v1/models", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_body(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(model_ids(&body).contains(&"m".to_owned()), "{body}");
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn model_ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A key's `aliases` route the name it sends to another model group (LiteLLM's key
+/// `aliases`); its models admit a call when they allow either name.
+#[tokio::test]
+async fn a_key_alias_routes_to_its_group_and_the_key_models_allow_either_name() {
+    tokio::time::timeout(BOUND, async {
+        let gw = Gw::sqlite(Duration::from_secs(5)).await;
+        let (key, key_id) = gw
+            .generate(json!({"models": ["gpt"], "aliases": {"my-model": "gpt", "fast": "emb"}}))
+            .await;
+        let before = gw.openai.requests().len();
+        let r = gw.chat(&key, "my-model").await;
+        assert_eq!(r.status(), 200);
+        let sent = gw.openai.requests();
+        assert_eq!(sent.len(), before + 1);
+        assert_eq!(
+            sent[before].body["model"], "gpt-4o-mini",
+            "routed to group gpt"
+        );
+        // Neither `fast` nor `emb` is among its models.
+        let (s, v) = status_and_body(gw.chat(&key, "fast").await).await;
+        assert_eq!(s, 403, "{v}");
+        assert_eq!(code(&v), "model_not_allowed");
+        // The call is logged under the group it went to.
+        let rows = gw.wait_for_logs(&key_id, 2).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["model"], "gpt");
+
+        // Allowed by the alias name alone: the alias works, the group's own name does not.
+        let (only_alias, _) = gw
+            .generate(json!({"models": ["mine"], "aliases": {"mine": "gpt"}}))
+            .await;
+        assert_eq!(gw.chat(&only_alias, "mine").await.status(), 200);
+        let (s, v) = status_and_body(gw.chat(&only_alias, "gpt").await).await;
+        assert_eq!(s, 403, "{v}");
+
+        // Aliases set through /key/update apply to the next call.
+        let (plain, _) = gw.generate(json!({})).await;
+        assert_eq!(gw.chat(&plain, "later").await.status(), 404);
+        let (s, v) = gw
+            .post(
+                MASTER_KEY,
+                "/key/update",
+                &json!({"key": plain, "aliases": {"later": "gpt"}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["aliases"], json!({"later": "gpt"}));
+        assert_eq!(gw.chat(&plain, "later").await.status(), 200);
+    })
+    .await
+    .expect("bounded");
+}
+
+/// `GET /v1/models` lists what the caller may call: all for the master key (and a key
+/// without restrictions), a restricted key's models plus its aliases.
+#[tokio::test]
+async fn models_lists_only_what_a_key_may_call() {
+    tokio::time::timeout(BOUND, async {
+        let gw = Gw::sqlite(Duration::from_secs(5)).await;
+        let (s, all) = gw.get(MASTER_KEY, "/v1/models").await;
+        assert_eq!(s, 200, "{all}");
+        let all = model_ids(&all);
+        for m in ["gpt", "emb", "slow"] {
+            assert!(all.contains(&m.to_owned()), "{all:?}");
+        }
+
+        let (key, _) = gw
+            .generate(json!({"models": ["gpt"], "aliases": {"my-model": "gpt", "fast": "emb"}}))
+            .await;
+        let (s, v) = gw.get(&key, "/v1/models").await;
+        assert_eq!(s, 200, "{v}");
+        // `fast` aliases a group the key may not call: not listed.
+        assert_eq!(model_ids(&v), ["gpt", "my-model"]);
+
+        let (unrestricted, _) = gw.generate(json!({"aliases": {"mine": "emb"}})).await;
+        let (s, v) = gw.get(&unrestricted, "/v1/models").await;
+        assert_eq!(s, 200, "{v}");
+        let mut expected = all.clone();
+        expected.push("mine".to_owned());
+        expected.sort();
+        assert_eq!(model_ids(&v), expected);
+
+        // A team's models bound its keys' listing too.
+        let (s, v) = gw
+            .post(
+                MASTER_KEY,
+                "/team/new",
+                &json!({"team_id": "listing", "models": ["emb"]}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let (team_key, _) = gw.generate(json!({"team_id": "listing"})).await;
+        let (_, v) = gw.get(&team_key, "/v1/models").await;
+        assert_eq!(model_ids(&v), ["emb"]);
+
+        let (s, _) = gw.get("sk-nope", "/v1/models").await;
+        assert_eq!(s, 401);
+    })
+    .await
+    .expect("bounded");
 }

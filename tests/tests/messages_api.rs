@@ -3,7 +3,8 @@
 //! the gateway to the Anthropic, OpenAI and Gemini mocks, checking the exact upstream
 //! requests and the exact JSON and SSE events the client gets; Anthropic upstreams get the
 //! client's body unchanged; errors in Anthropic's shape; keys' limits and budgets apply and
-//! each call leaves one call record; `count_tokens`.
+//! each call leaves one call record (operation `messages` / `messages_stream`);
+//! `count_tokens` forwarded to Anthropic upstreams, estimated for the others.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -445,14 +446,15 @@ async fn the_agent_conversation_reaches_every_provider_and_answers_in_anthropic_
             assert_eq!(r.header("anthropic-beta"), Some("interleaved-thinking-2025-05-14"));
             assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
         }
-        // One record per call, streamed or not.
+        // One record per call, streamed or not, under the endpoint's operation names.
         let recs = gw.records.wait_for(6).await;
         assert!(recs.iter().all(|r| r.status == 200), "{recs:#?}");
         let ops: Vec<&str> = recs.iter().map(|r| r.operation.as_str()).collect();
-        assert_eq!(ops.iter().filter(|o| **o == "chat_stream").count(), 3);
+        assert_eq!(ops.iter().filter(|o| **o == "messages_stream").count(), 3, "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| **o == "messages").count(), 3, "{ops:?}");
         let gpt = recs
             .iter()
-            .find(|r| r.model_group == "gpt" && r.operation == "chat")
+            .find(|r| r.model_group == "gpt" && r.operation == "messages")
             .expect("gpt record");
         assert_eq!((gpt.prompt_tokens, gpt.completion_tokens), (22, 5));
         assert_eq!(gpt.end_user.as_deref(), Some("u-42"));
@@ -651,10 +653,10 @@ async fn keys_limits_and_budgets_apply_to_messages() {
 }
 
 #[tokio::test]
-async fn count_tokens_estimates_locally_for_served_models() {
+async fn count_tokens_estimates_locally_for_models_not_served_by_anthropic() {
     tokio::time::timeout(BOUND, async {
         let gw = Gw::start().await;
-        let body = json!({"model": "claude", "system": "abcd",
+        let body = json!({"model": "gpt", "system": "abcd",
             "messages": [{"role": "user", "content": "abcdefgh"}]});
         for path in ["/v1/messages/count_tokens", "/messages/count_tokens"] {
             let (s, v) = gw.json(KEY, path, &body).await;
@@ -676,7 +678,60 @@ async fn count_tokens_estimates_locally_for_served_models() {
         assert_eq!(s, 401);
         anthropic_error("authentication_error", &v);
         // Nothing went upstream and nothing was metered.
+        assert!(gw.openai.requests().is_empty());
         assert!(gw.anthropic.requests().is_empty());
+        gw.records.wait_for(0).await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test]
+async fn count_tokens_is_forwarded_to_an_anthropic_upstream() {
+    tokio::time::timeout(BOUND, async {
+        let gw = Gw::start().await;
+        let tool = json!({"name": "get_weather", "description": "Weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}});
+        let body = json!({"model": "claude", "system": "be brief please",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "one two three",
+                "cache_control": {"type": "ephemeral"}}]}],
+            "tools": [tool], "thinking": {"type": "enabled", "budget_tokens": 2048}});
+        for path in ["/v1/messages/count_tokens", "/messages/count_tokens"] {
+            let r = gw.messages(KEY, path, &body).await;
+            assert_eq!(r.status().as_u16(), 200);
+            assert_eq!(r.headers()["x-llmux-provider"], "anthropic");
+            // The mock's count (3 + 3 words, 100 per tool), not the local estimate.
+            let v: Value = r.json().await.expect("JSON");
+            assert_eq!(v, json!({"input_tokens": 106}));
+        }
+        let reqs = gw.anthropic.requests();
+        assert_eq!(reqs.len(), 2);
+        let mut expected = body.clone();
+        expected["model"] = json!("claude-sonnet-4-5");
+        for r in &reqs {
+            assert_eq!(r.path, "/v1/messages/count_tokens");
+            // The client's body as is, with the deployment's model.
+            assert_eq!(r.body, expected);
+            assert_eq!(r.header("x-api-key"), Some("sk-ant-test"));
+            assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+            assert_eq!(
+                r.header("anthropic-beta"),
+                Some("interleaved-thinking-2025-05-14")
+            );
+        }
+        // The upstream's refusal comes back in Anthropic's shape.
+        let mut bad = body.clone();
+        bad["max_tokens"] = json!(10);
+        let (s, v) = gw.json(KEY, "/v1/messages/count_tokens", &bad).await;
+        assert_eq!(s, 400, "{v}");
+        anthropic_error("invalid_request_error", &v);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("max_tokens")),
+            "{v}"
+        );
+        // Token counting is not a call: nothing metered.
         gw.records.wait_for(0).await;
     })
     .await

@@ -3,7 +3,9 @@
 //! continued by `previous_response_id` through the OpenAI, Anthropic and Gemini mocks
 //! (exact upstream requests, exact client-facing events), conversation state across a
 //! restart with a SQLite store and scoped to its key, keys' limits and budgets on these
-//! endpoints, and their errors.
+//! endpoints, and their errors; the passthrough to OpenAI upstreams (exact upstream body,
+//! the upstream's bytes and events unchanged, metering, limits, fallbacks, broken and
+//! abandoned streams).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -865,4 +867,382 @@ async fn models_by_id() {
     assert_eq!(v["error"]["code"], "model_not_found");
     let r = h.http.get(h.url("/v1/models/gpt")).send().await.unwrap();
     assert_eq!(r.status(), 401, "the master key is required");
+}
+
+// ------------------------------------------------------------ passthrough to OpenAI upstreams
+
+/// A gateway whose `gpt-pt` group is an OpenAI deployment that passes the Responses API
+/// through (`params.responses_passthrough`: the mock is not api.openai.com), `gpt-flaky`
+/// another one (falling back to `gpt-pt`), and `claude` an Anthropic one; with a store
+/// (virtual keys) and a record sink.
+struct Pt {
+    openai: OpenAiMock,
+    flaky: OpenAiMock,
+    anthropic: AnthropicMock,
+    gw: Gw,
+    records: std::sync::Arc<llmux_e2e::Records>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Pt {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Pt {
+    async fn start() -> Self {
+        llmux::link_providers();
+        let openai = OpenAiMock::with_api_key("sk-oa").await;
+        let flaky = OpenAiMock::with_api_key("sk-flaky").await;
+        let anthropic = AnthropicMock::with_api_key("sk-ant").await;
+        let passthrough = |mock: &OpenAiMock, model: &str, key: &str| {
+            let mut d = DeploymentSettings::new("openai", model);
+            d.api_base = Some(mock.base_url());
+            d.api_key = Some(Secret::new(key));
+            d.params.insert("responses_passthrough".into(), true.into());
+            d
+        };
+        let mut claude = DeploymentSettings::new("anthropic", "claude-sonnet-4-5");
+        claude.api_base = Some(anthropic.base_url());
+        claude.api_key = Some(Secret::new("sk-ant"));
+        let (dir, url) = temp_db();
+        let store = Store::connect(&url).await.expect("sqlite");
+        let mut config = llmux_config::Config::default();
+        config.server.master_key = Some(Secret::new(MASTER_KEY));
+        let settings = llmux_router::RouterSettings {
+            num_retries: 0,
+            allowed_fails: None,
+            cooldown_time: Duration::ZERO,
+            retry_after_cap: Duration::ZERO,
+            stream_resume: false,
+            fallbacks: [("gpt-flaky".to_owned(), vec!["gpt-pt".to_owned()])]
+                .into_iter()
+                .collect(),
+            ..llmux_router::RouterSettings::default()
+        };
+        let records = std::sync::Arc::new(llmux_e2e::Records::default());
+        let gateway = llmux::gateway()
+            .config(config)
+            .router_settings(settings)
+            .observability(false)
+            .store(store)
+            .sink(records.clone())
+            .model("gpt-pt", passthrough(&openai, "gpt-4o-mini", "sk-oa"))
+            .model("gpt-flaky", passthrough(&flaky, "gpt-4o", "sk-flaky"))
+            .model("claude", claude)
+            .build()
+            .expect("gateway builds")
+            .spawn("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("gateway starts");
+        // `Gw`'s helpers over this gateway (its own mocks stay idle).
+        let gw = Gw {
+            openai: OpenAiMock::start().await,
+            anthropic: AnthropicMock::start().await,
+            gemini: GeminiMock::start().await,
+            gateway: Some(gateway),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+        };
+        Self {
+            openai,
+            flaky,
+            anthropic,
+            gw,
+            records,
+            dir,
+        }
+    }
+
+    /// A raw POST to the gateway: status, headers, body bytes.
+    async fn raw(&self, key: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {
+        let r = self
+            .gw
+            .http
+            .post(self.gw.url("/v1/responses"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let (s, h) = (r.status().as_u16(), r.headers().clone());
+        (s, h, r.text().await.expect("body"))
+    }
+
+    /// What the OpenAI mock itself answers to `body` (sent straight to it).
+    async fn upstream_answer(&self, body: &Value) -> String {
+        let r = self
+            .gw
+            .http
+            .post(format!("{}/responses", self.openai.base_url()))
+            .bearer_auth("sk-oa")
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("body")
+    }
+}
+
+/// A request only the Responses API itself can serve: a built-in tool, a continuation of
+/// a response llmux never saw, `store: false`, reasoning, an `include`.
+fn builtin_request(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "input": [{"role": "user", "content": [{"type": "input_text",
+            "text": "search the web for llamas"}]}],
+        "tools": [{"type": "web_search_preview", "search_context_size": "low"}, weather()],
+        "previous_response_id": "resp_known_only_upstream",
+        "store": false,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "metadata": {"purpose": "test"},
+        "stream": stream,
+    })
+}
+
+#[tokio::test]
+async fn responses_pass_through_to_openai_unchanged_both_ways_and_are_metered() {
+    tokio::time::timeout(BOUND, async {
+        let pt = Pt::start().await;
+
+        // Plain.
+        let body = builtin_request("gpt-pt", false);
+        let (s, h, got) = pt.raw(MASTER_KEY, &body).await;
+        assert_eq!(s, 200, "{got}");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["x-llmux-provider"], "openai");
+        assert_eq!(h["x-llmux-deployment"], "gpt-pt#0");
+        assert!(h.contains_key("x-llmux-response-cost"), "{h:?}");
+        let reqs = pt.openai.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].path, "/v1/responses");
+        assert_eq!(reqs[0].header("authorization"), Some("Bearer sk-oa"));
+        let mut upstream = body.clone();
+        upstream["model"] = json!("gpt-4o-mini");
+        // The client's body, only the model rewritten (the built-in tool intact).
+        assert_eq!(reqs[0].body, upstream);
+        // The upstream's bytes, unchanged.
+        assert_eq!(got, pt.upstream_answer(&upstream).await);
+        let v: Value = serde_json::from_str(&got).expect("JSON");
+        assert_eq!(v["output"][0]["type"], "web_search_preview_call");
+
+        // Streamed: the upstream's events, byte for byte.
+        let body = builtin_request("gpt-pt", true);
+        let (s, h, got) = pt.raw(MASTER_KEY, &body).await;
+        assert_eq!(s, 200, "{got}");
+        assert_eq!(h["content-type"], "text/event-stream");
+        assert_eq!(h["x-llmux-provider"], "openai");
+        let mut upstream = body.clone();
+        upstream["model"] = json!("gpt-4o-mini");
+        assert_eq!(pt.openai.requests()[2].body, upstream);
+        assert_eq!(got, pt.upstream_answer(&upstream).await);
+        assert!(got.contains("event: response.completed\n"), "{got}");
+
+        // One record per call, with the Response object's usage: 5 words in (2 cached),
+        // 5 words + 2 reasoning tokens out.
+        let recs = pt.records.wait_for(2).await;
+        let mut ops: Vec<&str> = recs.iter().map(|r| r.operation.as_str()).collect();
+        ops.sort_unstable();
+        assert_eq!(ops, ["responses", "responses_stream"]);
+        for r in &recs {
+            assert_eq!(r.status, 200, "{r:#?}");
+            assert_eq!(r.model_group, "gpt-pt");
+            assert_eq!(r.provider.as_deref(), Some("openai"));
+            assert_eq!(r.provider_model.as_deref(), Some("gpt-4o-mini"));
+            assert_eq!(
+                (
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cached_tokens,
+                    r.reasoning_tokens
+                ),
+                (5, 7, 2, 2),
+                "{r:#?}"
+            );
+            assert!(!r.usage_estimated);
+            assert!(r.cost_nano_usd.is_some_and(|c| c > 0), "{r:#?}");
+        }
+        assert!(recs.iter().any(|r| r.ttft_us.is_some()));
+
+        // The same built-in tool for a model served by translation: a clear 400.
+        let (s, v) = pt
+            .gw
+            .post(
+                MASTER_KEY,
+                "/v1/responses",
+                &builtin_request("claude", false),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["param"], "tools[0].type");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("web_search_preview") && msg.contains("OpenAI"),
+            "{msg}"
+        );
+        assert!(pt.anthropic.requests().is_empty());
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test]
+async fn passthrough_falls_back_from_a_failing_openai_deployment_and_ends_broken_streams() {
+    tokio::time::timeout(BOUND, async {
+        let pt = Pt::start().await;
+        let down = || Fault::Status {
+            status: 500,
+            body: json!({"error": {"message": "boom", "type": "server_error", "param": null,
+                "code": null}}),
+            retry_after: None,
+        };
+        for stream in [false, true] {
+            pt.flaky.push_fault(down());
+            let body = json!({"model": "gpt-flaky", "input": "hello there", "stream": stream});
+            let (s, h, got) = pt.raw(MASTER_KEY, &body).await;
+            assert_eq!(s, 200, "{got}");
+            assert_eq!(h["x-llmux-fallback"], "gpt-pt");
+            let mut upstream = body.clone();
+            upstream["model"] = json!("gpt-4o-mini");
+            assert_eq!(got, pt.upstream_answer(&upstream).await, "stream: {stream}");
+        }
+        // The failing deployment got the body with its own model.
+        let flaky = pt.flaky.requests();
+        assert_eq!(flaky.len(), 2);
+        assert!(flaky.iter().all(|r| r.body["model"] == "gpt-4o"));
+        let recs = pt.records.wait_for(2).await;
+        for r in &recs {
+            assert_eq!((r.status, r.attempts), (200, 2), "{r:#?}");
+            assert_eq!(r.fallback.as_deref(), Some("gpt-pt"));
+            assert_eq!(r.model_group, "gpt-flaky");
+        }
+
+        // A stream that breaks after it started ends with an `error` event.
+        pt.openai
+            .push_fault(Fault::BrokenStream { after_chunks: 3 });
+        let body = json!({"model": "gpt-pt", "input": "one two three four", "stream": true});
+        let (s, _, got) = pt.raw(MASTER_KEY, &body).await;
+        assert_eq!(s, 200);
+        let mut d = llmux_core::sse::SseDecoder::new();
+        let mut events = Vec::new();
+        d.feed(got.as_bytes(), &mut events).expect("valid SSE");
+        let names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "error"
+            ]
+        );
+        let err: Value = serde_json::from_str(&events[3].data).expect("JSON");
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["sequence_number"], 3);
+        let recs = pt.records.wait_for(3).await;
+        let broken = recs
+            .iter()
+            .find(|r| r.status != 200)
+            .expect("broken stream record");
+        assert_eq!(broken.operation, "responses_stream");
+        assert!(broken.error_kind.is_some());
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test]
+async fn a_keys_rpm_and_budget_apply_on_passthrough() {
+    tokio::time::timeout(BOUND, async {
+        let pt = Pt::start().await;
+        let body = json!({"model": "gpt-pt", "input": "the quick brown fox"});
+        let (s, k) = pt
+            .gw
+            .post(MASTER_KEY, "/key/generate", &json!({"rpm_limit": 1}))
+            .await;
+        assert_eq!(s, 200, "{k}");
+        let (key, key_id) = (k["key"].as_str().unwrap(), k["key_id"].as_str().unwrap());
+        assert_eq!(pt.gw.post(key, "/v1/responses", &body).await.0, 200);
+        let (s, v) = pt.gw.post(key, "/v1/responses", &body).await;
+        assert_eq!(s, 429, "{v}");
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(pt.openai.requests().len(), 1);
+        // Logged under the key with the call type and its spend.
+        let rows = wait_for_logs(&pt.gw, key_id, 2).await;
+        let ok: Vec<&Value> = rows.iter().filter(|r| r["status"] == 200).collect();
+        assert_eq!(ok.len(), 1, "{rows:#?}");
+        assert_eq!(ok[0]["call_type"], "responses");
+        assert!(
+            ok[0]["spend"].as_f64().is_some_and(|s| s > 0.0),
+            "{rows:#?}"
+        );
+
+        // A budget spent by one priced call refuses the next.
+        let (s, k) = pt
+            .gw
+            .post(
+                MASTER_KEY,
+                "/key/generate",
+                &json!({"max_budget": 0.000001}),
+            )
+            .await;
+        assert_eq!(s, 200, "{k}");
+        let key = k["key"].as_str().unwrap();
+        assert_eq!(pt.gw.post(key, "/v1/responses", &body).await.0, 200);
+        let (s, v) = pt.gw.post(key, "/v1/responses", &body).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["code"], "budget_exceeded");
+        assert_eq!(pt.openai.requests().len(), 2);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test]
+async fn an_abandoned_passthrough_stream_closes_the_upstream_and_is_recorded_as_499() {
+    use futures_util::StreamExt;
+    tokio::time::timeout(BOUND, async {
+        let pt = Pt::start().await;
+        pt.openai.push_fault(Fault::SlowStream {
+            chunks: 8,
+            delay: Duration::from_millis(200),
+        });
+        let body = json!({"model": "gpt-pt", "stream": true,
+            "input": "a b c d e f g h i j k l m n o p"});
+        let r = pt
+            .gw
+            .http
+            .post(pt.gw.url("/v1/responses"))
+            .bearer_auth(MASTER_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        let mut s = r.bytes_stream();
+        let first = s.next().await.expect("a chunk").expect("bytes");
+        assert!(first.starts_with(b"event: response.created\n"));
+        drop(s);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pt.openai.cancelled_streams() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "upstream not cancelled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let recs = pt.records.wait_for(1).await;
+        assert_eq!(recs[0].status, 499);
+        assert_eq!(recs[0].operation, "responses_stream");
+        // No `response.completed` arrived: estimated from the request's text (31 chars).
+        assert!(recs[0].usage_estimated);
+        assert_eq!(recs[0].prompt_tokens, 8);
+    })
+    .await
+    .expect("bounded");
 }

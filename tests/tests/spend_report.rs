@@ -478,6 +478,15 @@ async fn tags_come_from_the_request_then_the_key_then_the_model_group() {
         assert_eq!(capped[..31], many[..]);
         assert_eq!(capped[31], "key-feature");
         assert_eq!(tags("no-group-tags"), ["key-feature", "shared"]);
+        // The key's alias at call time is in the record (and the spend log).
+        let keyed: Vec<_> = logged.iter().filter(|r| r.key.is_some()).collect();
+        assert_eq!(keyed.len(), 3, "{logged:#?}");
+        assert!(
+            keyed
+                .iter()
+                .all(|r| r.key_alias.as_deref() == Some("tagged")),
+            "{keyed:#?}"
+        );
     })
     .await
     .expect("test finished in time");

@@ -80,6 +80,113 @@ pub trait Provider: Send + Sync + fmt::Debug {
         let _ = cx;
         Err(Error::unsupported(self.name(), "listing models"))
     }
+
+    /// Whether [`Provider::passthrough`] serves `kind` for this deployment.
+    fn passthrough_supported(&self, kind: PassthroughKind) -> bool {
+        let _ = kind;
+        false
+    }
+
+    /// Forward a request already in the upstream's own wire format (see
+    /// [`PassthroughRequest`]) to the endpoint `req.kind` names, with only `model` replaced
+    /// by the deployment's, and hand back the upstream's answer unchanged (the JSON bytes,
+    /// or its SSE events as they come), plus the usage it reports. Errors before the answer
+    /// starts are returned here, as for [`Provider::chat`]. Default: not supported.
+    async fn passthrough(
+        &self,
+        req: PassthroughRequest,
+        cx: &CallContext,
+    ) -> Result<PassthroughResponse, Error> {
+        let _ = (req, cx);
+        Err(Error::unsupported(
+            self.name(),
+            "this passthrough operation",
+        ))
+    }
+}
+
+/// An upstream operation a provider can forward in the upstream's own format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PassthroughKind {
+    /// OpenAI's Responses API (`POST {api_base}/responses`), plain or streamed.
+    Responses,
+    /// Anthropic's token counting (`POST /v1/messages/count_tokens`): `{"input_tokens": N}`.
+    CountTokens,
+}
+
+impl PassthroughKind {
+    /// A short name for logs and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Responses => "responses",
+            Self::CountTokens => "count_tokens",
+        }
+    }
+}
+
+/// A request body in the upstream's own format, forwarded as is.
+#[derive(Debug, Clone)]
+pub struct PassthroughRequest {
+    /// Which operation.
+    pub kind: PassthroughKind,
+    /// The client's JSON body. `model` is the client's name on arrival; the provider
+    /// replaces it with its deployment's model and changes nothing else.
+    pub body: crate::JsonObject,
+    /// Whether the client asked for a stream (`"stream": true` in the body).
+    pub stream: bool,
+}
+
+/// The upstream's answer to a [`PassthroughRequest`].
+pub struct PassthroughResponse {
+    /// The body: the upstream's JSON bytes, or its event stream.
+    pub body: PassthroughBody,
+    /// The usage the upstream reported (complete answers), in canonical names.
+    pub usage: Option<crate::Usage>,
+    /// The model the upstream says answered, when it says.
+    pub model: Option<String>,
+}
+
+impl fmt::Debug for PassthroughResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PassthroughResponse")
+            .field("body", &self.body)
+            .field("usage", &self.usage)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+/// A passthrough answer's body.
+pub enum PassthroughBody {
+    /// A complete JSON answer, the upstream's bytes.
+    Json(bytes::Bytes),
+    /// An event stream. Errors after it started arrive as its last item.
+    Events(PassthroughStream),
+}
+
+impl fmt::Debug for PassthroughBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(b) => write!(f, "Json({} bytes)", b.len()),
+            Self::Events(_) => f.write_str("Events(..)"),
+        }
+    }
+}
+
+/// The events of a streamed passthrough answer.
+pub type PassthroughStream = Pin<Box<dyn Stream<Item = Result<PassthroughEvent, Error>> + Send>>;
+
+/// One upstream event, forwarded as it came.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassthroughEvent {
+    /// The upstream's event (name and data, untouched).
+    pub event: crate::sse::SseEvent,
+    /// The usage this event reports (the provider reads it from the events that carry
+    /// it, e.g. `response.completed`).
+    pub usage: Option<crate::Usage>,
+    /// The model this event says answers, when it says.
+    pub model: Option<String>,
 }
 
 /// A credential. Its `Debug`, `Display` and `Serialize` never show the value.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorKind;
+use crate::{ErrorKind, JsonObject};
 
 /// Everything known about one finished call. Money is integer nano-USD (never a float).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -19,8 +19,11 @@ pub struct CallRecord {
     pub started_at_ms: u64,
     /// `chat`, `chat_stream` or `embeddings`.
     pub operation: String,
-    /// Virtual key (hash prefix or alias), when keys are in use.
+    /// The virtual key's id, when keys are in use.
     pub key: Option<String>,
+    /// The virtual key's alias, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_alias: Option<String>,
     /// Team of the key.
     pub team: Option<String>,
     /// User of the key.
@@ -73,6 +76,56 @@ pub struct CallRecord {
     pub parent_span_id: Option<String>,
     /// Why the call stopped (`stop`, `length`, `tool_calls`, …), when known.
     pub finish_reason: Option<String>,
+    /// The session the caller grouped the call under (`metadata.session_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The request's `metadata` object as the caller sent it, minus anything that looks
+    /// like a credential (keys such as `api_key`, `token`, `password`; `sk-…` and
+    /// `Bearer …` values). Shared, so cloning a record stays cheap.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared_json")]
+    pub request_metadata: Option<Arc<JsonObject>>,
+    /// What the caller sent (chat messages, or embedding input) — set only when the
+    /// gateway's `log_prompts` setting is on. Never written to the spend log.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared_json")]
+    pub prompt: Option<Arc<serde_json::Value>>,
+    /// What the model answered (the first choice's message, or every choice's when there
+    /// were several) — set only when `log_prompts` is on. Never written to the spend log.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared_json")]
+    pub completion: Option<Arc<serde_json::Value>>,
+}
+
+impl CallRecord {
+    /// The record without its prompt and completion (for sinks that must never keep them,
+    /// such as the spend log). Borrows when there is nothing to remove.
+    pub fn without_content(self: &Arc<Self>) -> Arc<Self> {
+        if self.prompt.is_none() && self.completion.is_none() {
+            return Arc::clone(self);
+        }
+        let mut r = (**self).clone();
+        r.prompt = None;
+        r.completion = None;
+        Arc::new(r)
+    }
+}
+
+/// `Option<Arc<T>>` as `Option<T>` in JSON (serde's `rc` feature is not enabled).
+mod shared_json {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Arc<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_deref().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Arc<T>>, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.map(Arc::new))
+    }
 }
 
 /// Whose budget a [`BudgetAlert`] is about.
@@ -160,5 +213,40 @@ mod tests {
         let back: BudgetAlert = serde_json::from_value(v).unwrap();
         assert_eq!(back, alert);
         assert_eq!(BudgetScope::User.as_str(), "user");
+    }
+
+    #[test]
+    fn content_is_optional_shared_and_removable() {
+        // Without the new fields a record serializes as before (nothing added).
+        let plain = CallRecord::default();
+        let v = serde_json::to_value(&plain).unwrap();
+        for k in ["session_id", "request_metadata", "prompt", "completion"] {
+            assert!(v.get(k).is_none(), "{k} is skipped when unset");
+        }
+        let mut meta = JsonObject::new();
+        meta.insert("trace_name".into(), "t".into());
+        let full = Arc::new(CallRecord {
+            session_id: Some("s".into()),
+            request_metadata: Some(Arc::new(meta)),
+            prompt: Some(Arc::new(
+                serde_json::json!([{"role": "user", "content": "hi"}]),
+            )),
+            completion: Some(Arc::new(serde_json::json!({"content": "yo"}))),
+            ..CallRecord::default()
+        });
+        let text = serde_json::to_string(&*full).unwrap();
+        let back: CallRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, *full);
+        // Cloning shares the content instead of copying it.
+        let copy = (*full).clone();
+        assert!(Arc::ptr_eq(
+            copy.prompt.as_ref().unwrap(),
+            full.prompt.as_ref().unwrap()
+        ));
+        let stripped = full.without_content();
+        assert!(stripped.prompt.is_none() && stripped.completion.is_none());
+        assert_eq!(stripped.session_id.as_deref(), Some("s"));
+        let again = stripped.without_content();
+        assert!(Arc::ptr_eq(&again, &stripped), "nothing to remove: no copy");
     }
 }

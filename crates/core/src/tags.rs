@@ -40,13 +40,15 @@ mod tests {
     #[test]
     fn merging_keeps_order_skips_repeats_and_bad_tags_and_stops_at_the_cap() {
         let mut tags = vec!["a".to_owned()];
-        let more: Vec<String> = ["a", " b ", "", "c\n", "d"].map(String::from).to_vec();
+        let more: Vec<String> = ["a", " b ", "", "c\n", "bad\u{7}", "d"]
+            .map(String::from)
+            .to_vec();
         merge_tags(&mut tags, &more);
-        assert_eq!(tags, ["a", "b", "d"]);
+        assert_eq!(tags, ["a", "b", "c", "d"]);
         let many: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
         merge_tags(&mut tags, &many);
         assert_eq!(tags.len(), MAX_TAGS);
-        assert_eq!(tags[3], "t0");
+        assert_eq!(tags[4], "t0");
         assert!(tag_problem(&"x".repeat(MAX_TAG_LEN + 1)).is_some());
         assert!(tag_problem(&"x".repeat(MAX_TAG_LEN)).is_none());
     }

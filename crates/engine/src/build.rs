@@ -241,7 +241,8 @@ pub fn build_models(
             .iter()
             .map(|(g, t)| (g.clone(), t.clone()))
             .collect(),
-    ))
+    )
+    .with_log_prompts(config.settings.log_prompts))
 }
 
 /// `settings` with `params.max_output_tokens` filled from the price table when the

@@ -14,12 +14,15 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use llmux_core::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbeddingRequest,
-    EmbeddingResponse, Error, ErrorKind, Usage,
+    EmbeddingResponse, Error, ErrorKind, StreamAccumulator, Usage,
 };
 use llmux_cost::Money;
 use llmux_router::{RouteFailure, Trace, TraceHandle};
+use serde_json::Value;
 
-use crate::metering::{CallMeta, Outcome, estimate_tokens, price, tags};
+use crate::metering::{
+    CallMeta, Outcome, estimate_tokens, price, request_metadata, session_id, tags,
+};
 use crate::models::ModelTable;
 
 /// A failed call: the error and, when routing started, what the router tried.
@@ -46,7 +49,8 @@ pub enum ChatRun {
 }
 
 /// Fill `meta` from a chat request (model group, end user, tags from the request and
-/// `header_tags`) and check what every call needs. A failure here is the caller's
+/// `header_tags`, the session and the rest of `metadata` with credentials removed) and
+/// check what every call needs. A failure here is the caller's
 /// (`BadRequest`) and has not been routed.
 pub fn attribute_chat(
     meta: &mut CallMeta,
@@ -56,6 +60,8 @@ pub fn attribute_chat(
     meta.model_group.clone_from(&req.model);
     meta.end_user.clone_from(&req.user);
     meta.tags = tags(&req.extra, req.metadata.as_ref(), header_tags)?;
+    meta.session_id = session_id(req.metadata.as_ref());
+    meta.request_metadata = request_metadata(req.metadata.as_ref());
     if req.messages.is_empty() {
         return Err(
             Error::bad_request("'messages' must contain at least one message")
@@ -73,7 +79,10 @@ pub fn attribute_embed(
 ) -> Result<(), Error> {
     meta.model_group.clone_from(&req.model);
     meta.end_user.clone_from(&req.user);
-    meta.tags = tags(&req.extra, None, header_tags)?;
+    let metadata = req.extra.get("metadata").and_then(Value::as_object);
+    meta.tags = tags(&req.extra, metadata, header_tags)?;
+    meta.session_id = session_id(metadata);
+    meta.request_metadata = request_metadata(metadata);
     if req.input.is_empty() {
         return Err(Error::bad_request("'input' must not be empty").with_param("input"));
     }
@@ -96,6 +105,10 @@ pub async fn chat(
 ) -> Result<ChatRun, Failed> {
     let in_flight = llmux_observe::in_flight(&req.model);
     let models = (*scope).as_ref();
+    let log_prompts = models.log_prompts();
+    if log_prompts {
+        meta.prompt = serde_json::to_value(&req.messages).ok().map(Arc::new);
+    }
     if req.is_stream() {
         // A streamed call keeps its endpoint in the record: `responses_stream`, … .
         meta.operation = match meta.operation {
@@ -126,6 +139,7 @@ pub async fn chat(
                 finish_reason: None,
                 error: None,
                 done: false,
+                content: log_prompts.then(|| Box::new(StreamAccumulator::new())),
                 _in_flight: in_flight,
             },
         }));
@@ -146,6 +160,7 @@ pub async fn chat(
                 .first()
                 .and_then(|c| c.finish_reason.as_ref())
                 .map(|f| f.as_str()),
+            completion: log_prompts.then(|| completion(&response)).flatten(),
             ..Outcome::default()
         },
     );
@@ -165,6 +180,10 @@ pub async fn embed(
     cx: &CallContext,
     meta: &CallMeta,
 ) -> Result<(EmbeddingResponse, Trace, Option<Money>), Failed> {
+    let prompt = models
+        .log_prompts()
+        .then(|| serde_json::to_value(&req.input).ok().map(Arc::new))
+        .flatten();
     let routed = models.router.embed(req, cx).await.map_err(route_failure)?;
     let trace = routed.trace.snapshot();
     let out = routed.value;
@@ -178,6 +197,7 @@ pub async fn embed(
             usage: Some(&usage),
             embedding: true,
             status: 200,
+            prompt,
             ..Outcome::default()
         },
     );
@@ -206,6 +226,22 @@ pub fn record_failure(
             },
         );
     }
+}
+
+/// What a complete response answered, as a record keeps it: the only choice's message, or
+/// every choice's message when there are several.
+fn completion(response: &ChatResponse) -> Option<Arc<Value>> {
+    let messages: Vec<Value> = response
+        .choices
+        .iter()
+        .filter_map(|c| serde_json::to_value(&c.message).ok())
+        .collect();
+    let v = match messages.len() {
+        0 => return None,
+        1 => messages.into_iter().next()?,
+        _ => Value::Array(messages),
+    };
+    Some(Arc::new(v))
 }
 
 fn prompt_chars(req: &ChatRequest) -> u64 {
@@ -301,12 +337,17 @@ struct StreamMeter {
     finish_reason: Option<String>,
     error: Option<ErrorKind>,
     done: bool,
+    /// The answer so far, accumulated only when the models' `log_prompts` is on.
+    content: Option<Box<StreamAccumulator>>,
     /// Counts the stream in flight until it is dropped.
     _in_flight: llmux_observe::InFlight,
 }
 
 impl StreamMeter {
     fn observe(&mut self, chunk: &ChatChunk) {
+        if let Some(acc) = &mut self.content {
+            acc.push(chunk);
+        }
         if self.first_chunk_us.is_none() {
             self.first_chunk_us = Some(self.meta.started.elapsed().as_micros() as u64);
             if !chunk.model.is_empty() {
@@ -353,6 +394,10 @@ impl Drop for StreamMeter {
         };
         let trace = self.trace.snapshot();
         let models = (*self.scope).as_ref();
+        let completion = self
+            .content
+            .take()
+            .and_then(|acc| completion(&acc.finish()));
         self.meta.finish(
             models,
             models.meter(),
@@ -366,6 +411,7 @@ impl Drop for StreamMeter {
                 ttft_us: self.first_chunk_us,
                 finish_reason: self.finish_reason.as_deref(),
                 cost: if estimated { None } else { self.cost },
+                completion,
                 ..Outcome::default()
             },
         );
@@ -404,5 +450,103 @@ mod tests {
         };
         let e = attribute_embed(&mut meta, &req, None).expect_err("nothing to embed");
         assert_eq!(e.param(), Some("input"));
+    }
+
+    #[test]
+    fn attribution_keeps_the_session_and_metadata_without_credentials() {
+        let metadata: llmux_core::JsonObject = serde_json::from_value(serde_json::json!({
+            "session_id": "sess-1",
+            "trace_name": "t",
+            "api_key": "sk-live-123",
+            "nested": {"Authorization": "x", "ok": 1, "leak": "Bearer abc"},
+            "list": ["fine", "sk-also-a-key"],
+            "user_api_key_hash": "h"
+        }))
+        .unwrap();
+        let mut req = ChatRequest::new("g").user("hi");
+        req.metadata = Some(metadata);
+        let mut meta = CallMeta::new("r".into(), "chat");
+        attribute_chat(&mut meta, &req, None).expect("valid");
+        assert_eq!(meta.session_id.as_deref(), Some("sess-1"));
+        let kept = serde_json::to_value(meta.request_metadata.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            kept,
+            serde_json::json!({
+                "session_id": "sess-1", "trace_name": "t",
+                "nested": {"ok": 1}, "list": ["fine"]
+            })
+        );
+        assert!(meta.prompt.is_none(), "attribution never keeps the prompt");
+    }
+
+    #[derive(Debug, Default)]
+    struct Collect(std::sync::Mutex<Vec<Arc<llmux_core::CallRecord>>>);
+
+    #[async_trait::async_trait]
+    impl llmux_core::CallSink for Collect {
+        fn name(&self) -> &str {
+            "collect"
+        }
+        async fn record(&self, record: Arc<llmux_core::CallRecord>) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    /// One plain and one streamed call through a table with `log_prompts` as given; the
+    /// records they produced.
+    async fn two_calls(log_prompts: bool) -> Vec<Arc<llmux_core::CallRecord>> {
+        use futures_util::StreamExt;
+        llmux_provider_mock::link();
+        let yaml = format!(
+            "settings:\n  log_prompts: {log_prompts}\nmodels:\n  - name: m\n    model: mock/echo\n"
+        );
+        let config = llmux_config::Config::from_str(&yaml, "yaml", "t.yaml", &|_| None).unwrap();
+        let sink = Arc::new(Collect::default());
+        let (meter, workers) = llmux_cost::Meter::start(vec![sink.clone()], 16);
+        let models =
+            crate::build_models(&config, crate::TableOptions::new(meter), &|_| None).unwrap();
+        assert_eq!(models.log_prompts(), log_prompts);
+        let scope: Scope = Arc::new(models);
+        for stream in [false, true] {
+            let mut req = ChatRequest::new("m").user("hello there");
+            req.stream = Some(stream);
+            let mut meta = CallMeta::new(format!("r-{stream}"), "chat");
+            attribute_chat(&mut meta, &req, None).unwrap();
+            match chat(scope.clone(), req, &CallContext::default(), &mut meta)
+                .await
+                .unwrap()
+            {
+                ChatRun::Full { .. } => {}
+                ChatRun::Stream(mut s) => while s.next().await.is_some() {},
+            }
+        }
+        drop(scope);
+        workers.drain().await;
+        let mut got = sink.0.lock().unwrap().clone();
+        got.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+        got
+    }
+
+    #[tokio::test]
+    async fn prompts_and_completions_are_recorded_only_with_log_prompts() {
+        let on = two_calls(true).await;
+        assert_eq!(on.len(), 2);
+        for r in &on {
+            assert_eq!(
+                r.prompt.as_deref(),
+                Some(&serde_json::json!([{"role": "user", "content": "hello there"}])),
+                "{}",
+                r.request_id
+            );
+            let completion = r.completion.as_deref().expect("completion");
+            assert_eq!(completion["content"], "hello there", "{}", r.request_id);
+            assert_eq!(completion["role"], "assistant");
+        }
+        let off = two_calls(false).await;
+        assert_eq!(off.len(), 2);
+        assert!(
+            off.iter()
+                .all(|r| r.prompt.is_none() && r.completion.is_none())
+        );
     }
 }

@@ -5,11 +5,13 @@
 //! Must not: know where the call came from (HTTP or a library call) or do I/O; access
 //! control is someone else's, seen here only as a [`CallTicket`] told what the call used.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use llmux_core::{CallRecord, ErrorKind, Usage};
+use llmux_core::{CallRecord, ErrorKind, JsonObject, Usage};
 use llmux_cost::{CallUsage, Meter, Money};
 use llmux_router::Trace;
+use serde_json::Value;
 
 use crate::models::ModelTable;
 
@@ -46,10 +48,18 @@ pub struct CallMeta {
     pub tags: Vec<String>,
     /// The virtual key's id (set by the gateway's access phase).
     pub key: Option<String>,
+    /// The virtual key's alias.
+    pub key_alias: Option<String>,
     /// The key's team.
     pub team: Option<String>,
     /// The key's user.
     pub user: Option<String>,
+    /// The session the caller named (`metadata.session_id`).
+    pub session_id: Option<String>,
+    /// The request's `metadata`, credentials removed (see [`request_metadata`]).
+    pub request_metadata: Option<Arc<JsonObject>>,
+    /// What the caller sent, kept only when the models' `log_prompts` is on.
+    pub prompt: Option<Arc<Value>>,
     /// The admitted call's counters, settled when it ends.
     pub ticket: Option<Box<dyn CallTicket>>,
 }
@@ -77,6 +87,10 @@ pub struct Outcome<'a> {
     pub finish_reason: Option<&'a str>,
     /// Already computed (streams price the usage chunk as it passes).
     pub cost: Option<Option<Money>>,
+    /// What the model answered, kept only when the models' `log_prompts` is on.
+    pub completion: Option<Arc<Value>>,
+    /// What the caller sent, when [`CallMeta::prompt`] does not have it (embeddings).
+    pub prompt: Option<Arc<Value>>,
 }
 
 impl CallMeta {
@@ -95,8 +109,12 @@ impl CallMeta {
             parent_span_id: None,
             tags: Vec::new(),
             key: None,
+            key_alias: None,
             team: None,
             user: None,
+            session_id: None,
+            request_metadata: None,
+            prompt: None,
             ticket: None,
         }
     }
@@ -166,8 +184,17 @@ impl CallMeta {
             parent_span_id: self.parent_span_id.clone(),
             finish_reason: o.finish_reason.map(str::to_owned),
             key: self.key.clone(),
+            key_alias: self.key_alias.clone(),
             team: self.team.clone(),
             user: self.user.clone(),
+            session_id: self.session_id.clone(),
+            request_metadata: self.request_metadata.clone(),
+            // Belt and braces: content only ever leaves when the table says so.
+            prompt: o
+                .prompt
+                .or_else(|| self.prompt.clone())
+                .filter(|_| models.log_prompts()),
+            completion: o.completion.filter(|_| models.log_prompts()),
             ..CallRecord::default()
         };
         meter.emit(record);
@@ -199,6 +226,104 @@ pub fn estimate_tokens(chars: u64) -> u64 {
 }
 
 pub use llmux_core::tags::{MAX_TAG_LEN, MAX_TAGS};
+
+/// Most top-level keys of a request's `metadata` kept in its record.
+pub const MAX_METADATA_KEYS: usize = 64;
+/// Most bytes of a request's `metadata` (as JSON) kept in its record; a larger object keeps
+/// only its string, number and boolean members, up to this size.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Whether a metadata key names a credential (`api_key`, `x-api-key`, `secret`,
+/// `access_token`, `password`, `authorization`, `cookie`, …): such members are never kept.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    k == "key"
+        || k.ends_with("_key")
+        || k.starts_with("key_")
+        || k.contains("apikey")
+        || [
+            "api_key",
+            "access_key",
+            "secret",
+            "token",
+            "password",
+            "passwd",
+            "authorization",
+            "credential",
+            "cookie",
+            "private_key",
+            "bearer",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// Whether a metadata string looks like a credential itself (`sk-…`, `Bearer …`, a PEM key).
+fn is_secret_value(v: &str) -> bool {
+    let t = v.trim_start();
+    t.starts_with("sk-")
+        || t.starts_with("sk_")
+        || t.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+        || t.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic "))
+        || t.starts_with("-----BEGIN")
+}
+
+fn scrub(v: &Value) -> Option<Value> {
+    match v {
+        Value::String(s) if is_secret_value(s) => None,
+        Value::Object(m) => Some(Value::Object(scrub_object(m))),
+        Value::Array(a) => Some(Value::Array(a.iter().filter_map(scrub).collect())),
+        other => Some(other.clone()),
+    }
+}
+
+fn scrub_object(m: &JsonObject) -> JsonObject {
+    m.iter()
+        .filter(|(k, _)| !is_secret_key(k))
+        .filter_map(|(k, v)| Some((k.clone(), scrub(v)?)))
+        .collect()
+}
+
+/// A request's `metadata` as its record keeps it: members that look like credentials
+/// removed (at every depth), at most [`MAX_METADATA_KEYS`] keys and
+/// [`MAX_METADATA_BYTES`] bytes. `None` when nothing is left.
+pub fn request_metadata(metadata: Option<&JsonObject>) -> Option<Arc<JsonObject>> {
+    let m = metadata?;
+    let mut kept: JsonObject = scrub_object(m)
+        .into_iter()
+        .take(MAX_METADATA_KEYS)
+        .collect();
+    let size = |m: &JsonObject| serde_json::to_string(m).map_or(usize::MAX, |s| s.len());
+    if size(&kept) > MAX_METADATA_BYTES {
+        // Too big: keep the scalars that fit.
+        let mut small = JsonObject::new();
+        let mut used = 2;
+        for (k, v) in kept {
+            if v.is_object() || v.is_array() {
+                continue;
+            }
+            let n = k.len() + v.to_string().len() + 4;
+            if used + n > MAX_METADATA_BYTES {
+                break;
+            }
+            used += n;
+            small.insert(k, v);
+        }
+        kept = small;
+    }
+    (!kept.is_empty()).then(|| Arc::new(kept))
+}
+
+/// The session a request's `metadata` names (`session_id`, a non-empty string).
+pub fn session_id(metadata: Option<&JsonObject>) -> Option<String> {
+    metadata?
+        .get("session_id")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 256 && !is_secret_value(s))
+        .map(str::to_owned)
+}
 
 /// The call's attribution tags: `metadata.tags`, top-level `tags`, and the `x-llmux-tags`
 /// header (comma-separated), de-duplicated in order. Bounded in count and length; a tag

@@ -48,6 +48,8 @@ pub struct ModelTable {
     api_bases: HashMap<String, String>,
     /// Attribution tags per model group (`router.model_group_tags`).
     group_tags: HashMap<String, Vec<String>>,
+    /// Records carry prompts and completions (`settings.log_prompts`).
+    log_prompts: bool,
 }
 
 impl ModelTable {
@@ -66,7 +68,20 @@ impl ModelTable {
             wildcards,
             api_bases,
             group_tags: HashMap::new(),
+            log_prompts: false,
         }
+    }
+
+    /// Whether this table's call records carry the prompt and the completion (the
+    /// configuration's `settings.log_prompts`; off by default).
+    pub fn log_prompts(&self) -> bool {
+        self.log_prompts
+    }
+
+    /// Turn prompt and completion logging on or off for this table's calls.
+    pub fn with_log_prompts(mut self, on: bool) -> Self {
+        self.log_prompts = on;
+        self
     }
 
     /// The attribution tags of model group `group` (empty when it has none).

@@ -491,15 +491,15 @@ fn serve(cfg: Config, workers: Option<usize>, db: Option<Database>) -> ExitCode 
             builder = builder.key_cache_ttl(ttl);
         }
         if let Some(url) = redis_url {
-            // Limits, in-flight counts and budget spend shared with every gateway on this
-            // Redis; local counters (and a warning) while it is unreachable.
+            // Limits, in-flight counts, budget spend and deployment cooldowns shared with
+            // every gateway on this Redis; local ones (and a warning) while it is unreachable.
             let cfg = llmux_store::RedisCountersConfig::new(url.expose());
             match llmux_store::RedisCounters::new(cfg) {
                 Ok(counters) => {
                     if !counters.ping().await {
-                        tracing::warn!("Redis is not reachable: limits hold per gateway until it is");
+                        tracing::warn!("Redis is not reachable: limits and cooldowns hold per gateway until it is");
                     }
-                    builder = builder.counters(std::sync::Arc::new(counters));
+                    builder = builder.redis(std::sync::Arc::new(counters));
                 }
                 Err(e) => {
                     eprintln!("settings.redis_url: {e}");

@@ -15,7 +15,7 @@ use llmux_core::Secret;
 use crate::registry::{BuiltSink, SinkContext, SinkFactory};
 use crate::{
     ConfigError, JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, MetricsSink, OtlpConfig,
-    OtlpSink, WebhookConfig, WebhookSink, env,
+    OtlpProtocol, OtlpSink, WebhookConfig, WebhookSink, env,
 };
 
 /// Every built-in factory.
@@ -30,9 +30,10 @@ pub(crate) static FACTORIES: [SinkFactory; 5] = [
     SinkFactory {
         name: "otel",
         aliases: &["opentelemetry", "otlp"],
-        description: "one OpenTelemetry span per call over OTLP/HTTP JSON (GenAI conventions)",
+        description: "one OpenTelemetry span per call over OTLP: HTTP JSON or protobuf, or gRPC (GenAI conventions)",
         settings: &[
             "endpoint",
+            "protocol",
             "headers",
             "service_name",
             "batch_size",
@@ -92,10 +93,10 @@ fn metrics(_: &SinkContext<'_>) -> BuiltSink {
     Ok(Some(Arc::new(MetricsSink::new())))
 }
 
-/// `endpoint` (the full traces URL) and `headers` from the settings (with
-/// `OTEL_SERVICE_NAME`), or else the standard `OTEL_*` variables
-/// ([`OtlpConfig::from_env_with`]); `service_name`, `headers` and batching settings apply
-/// over either.
+/// `endpoint` (the full traces URL, or the collector's URL for gRPC), `protocol`
+/// (`http/json` unless given) and `headers` from the settings (with `OTEL_SERVICE_NAME`),
+/// or else the standard `OTEL_*` variables ([`OtlpConfig::from_env_with`]);
+/// `service_name`, `headers` and batching settings apply over either, `protocol` too.
 fn otel(cx: &SinkContext<'_>) -> BuiltSink {
     let mut config = match cx.string("endpoint")? {
         Some(endpoint) => {
@@ -114,6 +115,12 @@ fn otel(cx: &SinkContext<'_>) -> BuiltSink {
     for (name, value) in cx.headers("headers")? {
         config.headers.retain(|(n, _)| *n != name);
         config.headers.push((name, value));
+    }
+    if let Some(p) = cx.string("protocol")? {
+        config.protocol = OtlpProtocol::parse(&p).ok_or_else(|| ConfigError::InvalidSetting {
+            setting: cx.setting_name("protocol"),
+            message: "must be http/json, http/protobuf or grpc".into(),
+        })?;
     }
     if let Some(s) = cx.string("service_name")? {
         config.service_name = s;

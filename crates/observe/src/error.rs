@@ -38,8 +38,8 @@ pub enum ConfigError {
         /// The setting that is missing.
         missing: String,
     },
-    /// The OTLP protocol asked for is not OTLP/HTTP with JSON.
-    #[error("{setting}={value}: llmux exports OTLP over HTTP with JSON encoding (http/json) only")]
+    /// The OTLP protocol asked for is none of `http/json`, `http/protobuf`, `grpc`.
+    #[error("{setting}={value}: llmux exports OTLP as http/json, http/protobuf or grpc")]
     UnsupportedProtocol {
         /// The variable.
         setting: String,

@@ -2,12 +2,20 @@
 //! ingestion API (`POST {host}/api/public/ingestion`, HTTP basic auth with the project's
 //! public key as user and secret key as password).
 //!
-//! Per call, two events: `trace-create` (id = the request id) and `generation-create`
-//! (id = `{request id}-generation`) with the provider model that answered, token usage,
-//! cost, start/end and first-token times, level `ERROR` with a status message for failed
-//! calls, and metadata naming the model group, deployment, provider and key alias. Event
-//! ids derive from the request id too, so a retried batch is deduplicated by Langfuse.
-//! Prompts and completions are never sent: the record holds none.
+//! Per call, two events: `trace-create` and `generation-create` with the provider model that
+//! answered, token usage, cost, start/end and first-token times, level `ERROR` with a status
+//! message for failed calls, and metadata naming the model group, deployment, provider and
+//! key alias. The request's `metadata` steers them the way LiteLLM's Langfuse callback
+//! does: `trace_id` / `existing_trace_id`, `trace_name`, `generation_name`,
+//! `generation_id`, `session_id`, `trace_user_id` (or `user_id`), `trace_version` /
+//! `version`, `trace_release`, `trace_metadata`, `tags`; its other members become generation
+//! metadata. Event ids derive from the request id, so a retried batch is
+//! deduplicated by Langfuse.
+//!
+//! The prompt (`input`) and the answer (`output`) are sent only when the record carries
+//! them, which it does only when the gateway's `log_prompts` setting is on. Metadata never
+//! carries credentials: the engine removes them before the record exists, and members whose
+//! key looks like one are dropped here again.
 //!
 //! Langfuse answers a batch with `207 Multi-Status` listing per-event errors; each is
 //! logged and counted as rejected.
@@ -239,6 +247,60 @@ impl Export for LangfuseExporter {
     }
 }
 
+/// The request-metadata keys that steer the trace and generation instead of being passed on
+/// as generation metadata (LiteLLM's Langfuse keys).
+const STEERING_KEYS: [&str; 16] = [
+    "trace_id",
+    "existing_trace_id",
+    "trace_name",
+    "generation_name",
+    "generation_id",
+    "session_id",
+    "trace_user_id",
+    "user_id",
+    "trace_version",
+    "version",
+    "trace_release",
+    "trace_metadata",
+    "tags",
+    "update_trace_keys",
+    "parent_observation_id",
+    "debug_langfuse",
+];
+
+/// Longest id or name taken from request metadata.
+const MAX_ID_LEN: usize = 256;
+
+/// A non-empty string member of the request metadata, bounded in length.
+fn meta_str<'a>(r: &'a CallRecord, key: &str) -> Option<&'a str> {
+    r.request_metadata
+        .as_deref()?
+        .get(key)?
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN)
+}
+
+/// Whether a key names a credential (a second line of defence: the engine already removed
+/// them).
+fn secret_like(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    k == "key"
+        || k.ends_with("_key")
+        || k.contains("apikey")
+        || [
+            "api_key",
+            "secret",
+            "token",
+            "password",
+            "authorization",
+            "credential",
+            "cookie",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
 /// The `trace-create` and `generation-create` events of one record.
 fn push_events(r: &CallRecord, environment: Option<&str>, out: &mut Vec<Value>) {
     let request_id = if r.request_id.is_empty() {
@@ -246,7 +308,14 @@ fn push_events(r: &CallRecord, environment: Option<&str>, out: &mut Vec<Value>) 
     } else {
         r.request_id.clone()
     };
-    let generation_id = format!("{request_id}-generation");
+    // An existing trace is only added to (no trace-create); a given trace id is created or
+    // updated; otherwise the trace is the request's own.
+    let existing = meta_str(r, "existing_trace_id");
+    let trace_id = existing
+        .or_else(|| meta_str(r, "trace_id"))
+        .map_or_else(|| request_id.clone(), str::to_owned);
+    let generation_id = meta_str(r, "generation_id")
+        .map_or_else(|| format!("{request_id}-generation"), str::to_owned);
     let start_ms = r.started_at_ms;
     let end_ms = start_ms.saturating_add(r.latency_us / 1000);
     let start = rfc3339_ms(start_ms);
@@ -255,28 +324,76 @@ fn push_events(r: &CallRecord, environment: Option<&str>, out: &mut Vec<Value>) 
         "chat_stream" => "chat",
         other => other,
     };
-    let name = format!("{operation} {}", r.model_group);
+    let default_name = format!("{operation} {}", r.model_group);
+    let trace_name = meta_str(r, "trace_name").unwrap_or(&default_name);
+    let generation_name = meta_str(r, "generation_name").unwrap_or(&default_name);
     let metadata = metadata(r);
+    let user = meta_str(r, "trace_user_id")
+        .or_else(|| meta_str(r, "user_id"))
+        .or(r.end_user.as_deref())
+        .or(r.user.as_deref());
+    let session = r
+        .session_id
+        .as_deref()
+        .or_else(|| meta_str(r, "session_id"));
+    let version = meta_str(r, "trace_version").or_else(|| meta_str(r, "version"));
 
-    let mut trace = Map::new();
-    trace.insert("id".into(), json!(request_id));
-    trace.insert("timestamp".into(), json!(start));
-    trace.insert("name".into(), json!(name));
-    if let Some(user) = r.end_user.as_ref().or(r.user.as_ref()) {
-        trace.insert("userId".into(), json!(user));
-    }
-    trace.insert("metadata".into(), metadata.clone());
-    if !r.tags.is_empty() {
-        trace.insert("tags".into(), json!(r.tags));
-    }
-    if let Some(env) = environment {
-        trace.insert("environment".into(), json!(env));
+    if existing.is_none() {
+        let mut trace = Map::new();
+        trace.insert("id".into(), json!(trace_id));
+        trace.insert("timestamp".into(), json!(start));
+        trace.insert("name".into(), json!(trace_name));
+        if let Some(user) = user {
+            trace.insert("userId".into(), json!(user));
+        }
+        if let Some(session) = session {
+            trace.insert("sessionId".into(), json!(session));
+        }
+        if let Some(v) = version {
+            trace.insert("version".into(), json!(v));
+        }
+        if let Some(release) = meta_str(r, "trace_release") {
+            trace.insert("release".into(), json!(release));
+        }
+        let mut trace_metadata = metadata.clone();
+        if let (Some(Value::Object(extra)), Value::Object(m)) = (
+            r.request_metadata
+                .as_deref()
+                .and_then(|m| m.get("trace_metadata")),
+            &mut trace_metadata,
+        ) {
+            for (k, v) in extra.iter().filter(|(k, _)| !secret_like(k)) {
+                m.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        trace.insert("metadata".into(), trace_metadata);
+        if !r.tags.is_empty() {
+            trace.insert("tags".into(), json!(r.tags));
+        }
+        if let Some(input) = &r.prompt {
+            trace.insert("input".into(), (**input).clone());
+        }
+        if let Some(output) = &r.completion {
+            trace.insert("output".into(), (**output).clone());
+        }
+        if let Some(env) = environment {
+            trace.insert("environment".into(), json!(env));
+        }
+        out.push(json!({
+            "id": format!("{request_id}-trace-create"),
+            "type": "trace-create",
+            "timestamp": start,
+            "body": trace,
+        }));
     }
 
     let mut generation = Map::new();
     generation.insert("id".into(), json!(generation_id));
-    generation.insert("traceId".into(), json!(request_id));
-    generation.insert("name".into(), json!(name));
+    generation.insert("traceId".into(), json!(trace_id));
+    generation.insert("name".into(), json!(generation_name));
+    if let Some(parent) = meta_str(r, "parent_observation_id") {
+        generation.insert("parentObservationId".into(), json!(parent));
+    }
     generation.insert("startTime".into(), json!(start));
     generation.insert("endTime".into(), json!(end));
     if let Some(ttft) = r.ttft_us {
@@ -287,6 +404,12 @@ fn push_events(r: &CallRecord, environment: Option<&str>, out: &mut Vec<Value>) 
         "model".into(),
         json!(r.provider_model.as_deref().unwrap_or(&r.model_group)),
     );
+    if let Some(input) = &r.prompt {
+        generation.insert("input".into(), (**input).clone());
+    }
+    if let Some(output) = &r.completion {
+        generation.insert("output".into(), (**output).clone());
+    }
     generation.insert("usageDetails".into(), usage_details(r));
     if let Some(nano) = r.cost_nano_usd {
         generation.insert("costDetails".into(), json!({ "total": nano as f64 / 1e9 }));
@@ -302,17 +425,24 @@ fn push_events(r: &CallRecord, environment: Option<&str>, out: &mut Vec<Value>) 
     } else {
         generation.insert("level".into(), json!("DEFAULT"));
     }
-    generation.insert("metadata".into(), metadata);
+    if let Some(v) = version {
+        generation.insert("version".into(), json!(v));
+    }
+    let mut generation_metadata = metadata;
+    if let (Some(request), Value::Object(m)) =
+        (r.request_metadata.as_deref(), &mut generation_metadata)
+    {
+        for (k, v) in request {
+            if STEERING_KEYS.contains(&k.as_str()) || secret_like(k) {
+                continue;
+            }
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    generation.insert("metadata".into(), generation_metadata);
     if let Some(env) = environment {
         generation.insert("environment".into(), json!(env));
     }
-
-    out.push(json!({
-        "id": format!("{request_id}-trace-create"),
-        "type": "trace-create",
-        "timestamp": start,
-        "body": trace,
-    }));
     out.push(json!({
         "id": format!("{request_id}-generation-create"),
         "type": "generation-create",
@@ -351,11 +481,13 @@ fn metadata(r: &CallRecord) -> Value {
         ("deployment", &r.deployment),
         ("provider", &r.provider),
         ("provider_model", &r.provider_model),
-        ("key_alias", &r.key),
+        ("key", &r.key),
+        ("key_alias", &r.key_alias),
         ("team", &r.team),
         ("fallback", &r.fallback),
         ("finish_reason", &r.finish_reason),
         ("trace_id", &r.trace_id),
+        ("session_id", &r.session_id),
     ];
     for (k, v) in optional {
         if let Some(v) = v {
@@ -433,5 +565,99 @@ mod tests {
             json!({"input": 60, "input_cached_tokens": 40, "output": 20,
                    "output_reasoning_tokens": 10, "total": 130})
         );
+    }
+
+    fn events_of(r: &CallRecord) -> (Option<Value>, Value) {
+        let mut out = Vec::new();
+        push_events(r, Some("prod"), &mut out);
+        let trace = out
+            .iter()
+            .find(|e| e["type"] == "trace-create")
+            .map(|e| e["body"].clone());
+        let generation = out
+            .iter()
+            .find(|e| e["type"] == "generation-create")
+            .map(|e| e["body"].clone())
+            .expect("a generation");
+        (trace, generation)
+    }
+
+    #[test]
+    fn request_metadata_steers_the_trace_and_generation() {
+        let metadata: llmux_core::JsonObject = serde_json::from_value(json!({
+            "trace_id": "my-trace",
+            "trace_name": "checkout",
+            "generation_name": "summarise",
+            "session_id": "sess-1",
+            "trace_user_id": "alice",
+            "trace_version": "v2",
+            "trace_release": "r7",
+            "trace_metadata": {"flow": "b", "token": "t"},
+            "tags": ["x"],
+            "experiment": "e1",
+            "x-api-key": "should never be here, but is dropped anyway"
+        }))
+        .unwrap();
+        let r = CallRecord {
+            request_id: "req-1".into(),
+            operation: "chat".into(),
+            model_group: "g".into(),
+            provider_model: Some("gpt-x".into()),
+            end_user: Some("bob".into()),
+            status: 200,
+            tags: vec!["x".into()],
+            session_id: Some("sess-1".into()),
+            request_metadata: Some(Arc::new(metadata)),
+            prompt: Some(Arc::new(json!([{"role": "user", "content": "hi"}]))),
+            completion: Some(Arc::new(json!({"role": "assistant", "content": "yo"}))),
+            ..CallRecord::default()
+        };
+        let (trace, generation) = events_of(&r);
+        let trace = trace.expect("a trace");
+        assert_eq!(trace["id"], "my-trace");
+        assert_eq!(trace["name"], "checkout");
+        assert_eq!(trace["sessionId"], "sess-1");
+        assert_eq!(
+            trace["userId"], "alice",
+            "trace_user_id wins over the end user"
+        );
+        assert_eq!(
+            (&trace["version"], &trace["release"]),
+            (&json!("v2"), &json!("r7"))
+        );
+        assert_eq!(trace["tags"], json!(["x"]));
+        assert_eq!(trace["metadata"]["flow"], "b");
+        assert!(trace["metadata"].get("token").is_none());
+        assert_eq!(trace["input"], json!([{"role": "user", "content": "hi"}]));
+        assert_eq!(trace["output"]["content"], "yo");
+        assert_eq!(generation["traceId"], "my-trace");
+        assert_eq!(generation["id"], "req-1-generation");
+        assert_eq!(generation["name"], "summarise");
+        assert_eq!(generation["input"], trace["input"]);
+        assert_eq!(generation["output"], trace["output"]);
+        assert_eq!(generation["metadata"]["experiment"], "e1");
+        assert_eq!(generation["metadata"]["session_id"], "sess-1");
+        for steering in [
+            "trace_name",
+            "generation_name",
+            "trace_metadata",
+            "trace_user_id",
+        ] {
+            assert!(generation["metadata"].get(steering).is_none(), "{steering}");
+        }
+        assert!(generation["metadata"].get("x-api-key").is_none());
+
+        // An existing trace is added to, not created.
+        let mut m = llmux_core::JsonObject::new();
+        m.insert("existing_trace_id".into(), json!("old-trace"));
+        let r = CallRecord {
+            request_id: "req-2".into(),
+            request_metadata: Some(Arc::new(m)),
+            ..CallRecord::default()
+        };
+        let (trace, generation) = events_of(&r);
+        assert!(trace.is_none());
+        assert_eq!(generation["traceId"], "old-trace");
+        assert!(generation.get("input").is_none() && generation.get("output").is_none());
     }
 }

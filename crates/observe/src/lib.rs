@@ -9,8 +9,8 @@
 //!   [`MetricsSink`] recording each record, and plain functions the router, admission and
 //!   server call for what records cannot show (in-flight calls, retries, fallbacks,
 //!   cooldowns, refusals, sink drops, unknown prices);
-//! - **OpenTelemetry** ([`otlp`]): [`OtlpSink`] exports one span per call over OTLP/HTTP with
-//!   JSON encoding, named and attributed per the GenAI semantic conventions, continuing the
+//! - **OpenTelemetry** ([`otlp`]): [`OtlpSink`] exports one span per call over OTLP (HTTP
+//!   with JSON or protobuf encoding, or gRPC), named and attributed per the GenAI semantic conventions, continuing the
 //!   client's W3C trace ([`parse_traceparent`]);
 //! - **Langfuse** ([`langfuse`]): [`LangfuseSink`] sends a trace and a generation per call to
 //!   Langfuse's public ingestion API;
@@ -48,6 +48,7 @@ mod labels;
 pub mod langfuse;
 pub mod metric;
 pub mod otlp;
+mod proto;
 mod registry;
 mod time;
 pub mod webhook;
@@ -68,7 +69,7 @@ pub use metric::{
     record_cooldown, record_fallback, record_rate_limit_refusal, record_retry, record_sink_drops,
     record_unknown_model_price, set_sink_dropped_total,
 };
-pub use otlp::{OtlpConfig, OtlpSink, parse_traceparent};
+pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink, parse_traceparent};
 pub use registry::{
     BuiltSink, DEFAULT_SINKS, EnvLookup, Flush, SinkContext, SinkFactory, SinkSet, build_sinks,
     find_sink, sinks,

@@ -6,7 +6,9 @@
 //!   (`openai/*`, `*`) whose providers a caller-supplied closure builds;
 //! - the routing [`Strategy`]s: weighted shuffle, least busy, latency, usage, cost;
 //! - health: per-deployment sliding one-minute counters (requests, tokens, failures),
-//!   cooldowns, `allowed_fails` and failure-rate thresholds;
+//!   cooldowns, `allowed_fails` and failure-rate thresholds; cooldowns shared with routers
+//!   in other processes through a [`CooldownBoard`] (published when they start, merged
+//!   from a background poll: never a round trip on the selection path);
 //! - retries with exponential backoff and jitter that honour `Retry-After`, per-kind retry
 //!   policy, per-attempt and total timeouts, generic / context-window / content-policy /
 //!   default fallbacks checked for unknown groups and loops at construction;
@@ -24,9 +26,11 @@
 
 mod config;
 mod deployment;
+mod passthrough;
 mod router;
 mod select;
 mod settings;
+mod shared;
 mod state;
 mod stream;
 mod trace;
@@ -38,6 +42,9 @@ pub use config::{ConfigError, RouterConfig};
 pub use deployment::{Deployment, ModelGroup, ProviderBuilder, Wildcard};
 pub use router::{DeploymentHealth, Router};
 pub use settings::{Backoff, FallbackMap, RouterSettings, Strategy};
+pub use shared::{
+    ActiveCooldowns, CooldownBoard, MemoryCooldownBoard, SharedCooldown, unix_ms_now,
+};
 pub use trace::{
     AttemptError, FallbackHop, FallbackKind, Phase, RouteFailure, Routed, Trace, TraceHandle,
 };

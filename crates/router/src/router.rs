@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use llmux_core::provider::{PassthroughKind, PassthroughRequest, PassthroughResponse};
 use llmux_core::{
     CallContext, ChatChunk, ChatRequest, ChatResponse, ChatStream, EmbeddingRequest,
     EmbeddingResponse, Error, ErrorKind, RerankRequest, RerankResponse,
@@ -14,7 +15,9 @@ use llmux_core::{
 use tokio::time::Instant;
 
 use crate::config::{self, ConfigError, RouterConfig};
+use crate::passthrough::PassthroughOp;
 use crate::select::{Want, select};
+use crate::shared::{CooldownBoard, SharedCooldown};
 use crate::state::{DeploymentState, InFlight, Rng, Verdict};
 use crate::stream::Relay;
 use crate::trace::{
@@ -70,6 +73,8 @@ struct Inner {
     fallbacks: [FallbackMap; 3],
     rng: Rng,
     epoch: Instant,
+    /// Where cooldowns are shared with other gateways (`None`: this process only).
+    board: OnceLock<Arc<dyn CooldownBoard>>,
 }
 
 /// A successful attempt: the value and the deployment that produced it.
@@ -241,6 +246,7 @@ impl Router {
                 built: RwLock::new(HashMap::new()),
                 fallbacks,
                 epoch,
+                board: OnceLock::new(),
             }),
         })
     }
@@ -281,6 +287,42 @@ impl Router {
     pub fn serves(&self, model: &str) -> bool {
         let name = self.inner.aliases.get(model).map_or(model, String::as_str);
         self.inner.groups.contains_key(name) || self.inner.wildcards.iter().any(|w| w.matches(name))
+    }
+
+    /// Publish every cooldown this router starts to `board` (fire-and-forget), so other
+    /// gateways can honour it. Only the first board given takes effect.
+    pub fn share_cooldowns(&self, board: Arc<dyn CooldownBoard>) {
+        let _ = self.inner.board.set(board);
+    }
+
+    /// The ids of every configured deployment (what to ask a [`CooldownBoard`] about).
+    pub fn deployment_ids(&self) -> Vec<String> {
+        let groups = self.inner.names.iter().map(|n| &self.inner.groups[n]);
+        groups
+            .flat_map(|g| g.deployments.iter().map(|d| d.id.clone()))
+            .collect()
+    }
+
+    /// Merge cooldowns other gateways reported (from [`CooldownBoard::active`]): a
+    /// configured deployment cools down at least until then; nothing is published back.
+    /// Returns how many local cooldowns grew.
+    pub fn apply_shared_cooldowns(&self, cooldowns: &[SharedCooldown]) -> usize {
+        let (now, now_ms) = (Instant::now(), crate::shared::unix_ms_now());
+        let mut grew = 0;
+        for c in cooldowns {
+            let Some(until) = crate::shared::from_unix_ms(c.until_unix_ms, now, now_ms) else {
+                continue;
+            };
+            for g in self.inner.groups.values() {
+                for (d, st) in g.deployments.iter().zip(&g.states) {
+                    if d.id == c.deployment_id && st.cool_until(until) {
+                        tracing::debug!(deployment = %d.id, "cooldown reported by another gateway");
+                        grew += 1;
+                    }
+                }
+            }
+        }
+        grew
     }
 
     /// The live state of every configured deployment (wildcard-built ones excluded).
@@ -366,6 +408,32 @@ impl Router {
             value: relay.into_stream(),
             trace: handle,
         })
+    }
+
+    /// Whether `model`'s group can take passthrough calls of `kind`: every one of its
+    /// deployments' providers supports them (see [`Router::passthrough`]).
+    pub fn passthrough_supported(&self, model: &str, kind: PassthroughKind) -> bool {
+        self.resolve(model).is_ok_and(|g| {
+            g.deployments
+                .iter()
+                .all(|d| d.provider.passthrough_supported(kind))
+        })
+    }
+
+    /// A request in the upstream's own format, forwarded by the chosen deployment's
+    /// provider ([`llmux_core::Provider::passthrough`]) and routed like any call (retries,
+    /// cooldowns, fallbacks; a stream until its first event). The trace is final.
+    pub async fn passthrough(
+        &self,
+        mut req: PassthroughRequest,
+        cx: &CallContext,
+    ) -> Result<Routed<PassthroughResponse>, RouteFailure> {
+        let want = crate::passthrough::want(&mut req);
+        if req.stream {
+            self.call(PassthroughOp::<true> { req }, &want, cx).await
+        } else {
+            self.call(PassthroughOp::<false> { req }, &want, cx).await
+        }
     }
 
     /// A call answered in one piece: routed, with its trace final.
@@ -694,6 +762,13 @@ impl Router {
                 Err(e) => {
                     drop(guard);
                     let verdict = state.failed(now, now - started, &e, s);
+                    if let (Verdict::CooledUntil(until), Some(board)) =
+                        (verdict, self.inner.board.get())
+                    {
+                        let ms =
+                            crate::shared::to_unix_ms(until, now, crate::shared::unix_ms_now());
+                        board.publish(&d.id, ms);
+                    }
                     tracing::debug!(
                         group = %group.name,
                         deployment = %d.id,

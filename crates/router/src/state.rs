@@ -239,6 +239,19 @@ impl DeploymentState {
     }
 }
 
+impl DeploymentState {
+    /// Cool down until `until` (a cooldown another router reported) unless already cooling
+    /// at least that long. Returns whether the cooldown grew.
+    pub(crate) fn cool_until(&self, until: Instant) -> bool {
+        let mut h = self.lock();
+        if h.cooldown_until.is_some_and(|u| u >= until) {
+            return false;
+        }
+        h.cooldown_until = Some(until);
+        true
+    }
+}
+
 /// Errors that say something about the deployment (not about the request).
 fn counts_against_deployment(kind: ErrorKind) -> bool {
     !matches!(

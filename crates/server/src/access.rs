@@ -40,6 +40,24 @@ impl KeyEntry {
             .and_then(serde_json::Value::as_str)
             == Some("admin")
     }
+
+    /// The model group the key's `aliases` map `requested` to, if any.
+    pub(crate) fn alias_target(&self, requested: &str) -> Option<&str> {
+        self.key.model_aliases.get(requested).map(String::as_str)
+    }
+
+    /// Whether this key may call `requested`, which routes to `target` (the group an alias
+    /// names, else `requested` itself). As LiteLLM does, the name asked for and the name it
+    /// stands for are both tried, for the key and for its team: either allowed is enough.
+    pub(crate) fn may_call(&self, requested: &str, target: &str) -> bool {
+        let in_list =
+            |models: &[String], m: &str| models.is_empty() || models.iter().any(|x| x == m);
+        let key_ok = self.key.allows_model(requested) || self.key.allows_model(target);
+        let team_ok = self.team.as_ref().is_none_or(|t| {
+            in_list(&t.limits.models, requested) || in_list(&t.limits.models, target)
+        });
+        key_ok && team_ok
+    }
 }
 
 /// Who is calling.
@@ -147,9 +165,16 @@ impl Access {
         Ok(Some(Arc::new(KeyEntry { key, team, user })))
     }
 
-    /// Admit one call of `entry` to `model`: every check, then the counters. The returned
-    /// ticket holds the in-flight slots and settles tokens and spend when the call ends.
-    pub(crate) async fn admit(&self, entry: &KeyEntry, model: &str) -> Result<Ticket, Error> {
+    /// Admit one call of `entry` to `model` (the name the client sent), which routes to
+    /// `target` (what an alias makes of it; else `model`): every check, then the counters.
+    /// The returned ticket holds the in-flight slots and settles tokens and spend when the
+    /// call ends.
+    pub(crate) async fn admit(
+        &self,
+        entry: &KeyEntry,
+        model: &str,
+        target: &str,
+    ) -> Result<Ticket, Error> {
         let now = llmux_store::now_ms();
         let k = &entry.key;
         if !k.is_active_at(now) {
@@ -172,8 +197,7 @@ impl Access {
                     .with_code("user_blocked"),
             );
         }
-        let team_allows = |l: &Limits| l.models.is_empty() || l.models.iter().any(|m| m == model);
-        if !k.allows_model(model) || entry.team.as_ref().is_some_and(|t| !team_allows(&t.limits)) {
+        if !entry.may_call(model, target) {
             return Err(Error::new(
                 ErrorKind::Permission,
                 format!("This API key is not allowed to call model '{model}'."),
@@ -481,7 +505,7 @@ mod tests {
     /// Admit one call of `clear` and settle it at `cost` nano-USD.
     async fn call(access: &Access, clear: &str, cost: i64) {
         let entry = access.lookup(clear).await.unwrap().unwrap();
-        let ticket = access.admit(&entry, "gpt-4o").await.unwrap();
+        let ticket = access.admit(&entry, "gpt-4o", "gpt-4o").await.unwrap();
         ticket.record(10, Some(cost));
         ticket.settle().await;
     }
@@ -550,10 +574,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_aliased_model_is_allowed_when_either_name_is() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let limits = |models: &[&str]| Limits {
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            ..Limits::default()
+        };
+        store
+            .create_team(NewTeam {
+                team_id: Some("t".into()),
+                limits: limits(&["gpt", "mine"]),
+                ..NewTeam::default()
+            })
+            .await
+            .unwrap();
+        let aliases = [("mine", "gpt"), ("fast", "emb"), ("team-only", "gpt")]
+            .into_iter()
+            .map(|(a, g)| (a.to_owned(), g.to_owned()))
+            .collect();
+        let key = store
+            .create_key(NewKey {
+                team_id: Some("t".into()),
+                limits: limits(&["mine", "emb"]),
+                model_aliases: aliases,
+                ..NewKey::default()
+            })
+            .await
+            .unwrap();
+        let access = Access::new(store, Arc::new(LocalCounters::new()), DEFAULT_KEY_CACHE_TTL);
+        let entry = access.lookup(key.key.expose()).await.unwrap().unwrap();
+        assert_eq!(entry.alias_target("mine"), Some("gpt"));
+        assert_eq!(entry.alias_target("gpt"), None);
+        // The key lists the alias, the team the group: both pass.
+        assert!(entry.may_call("mine", "gpt"));
+        access
+            .admit(&entry, "mine", "gpt")
+            .await
+            .unwrap()
+            .settle()
+            .await;
+        // The key allows `emb`, but the team allows neither `fast` nor `emb`.
+        assert!(!entry.may_call("fast", "emb"));
+        let e = access.admit(&entry, "fast", "emb").await.unwrap_err();
+        assert_eq!(e.code(), Some("model_not_allowed"));
+        // The team allows the group, the key neither name.
+        assert!(!entry.may_call("team-only", "gpt"));
+        // Without an alias, the group's own name must be allowed by both.
+        assert!(!entry.may_call("gpt", "gpt"));
+    }
+
+    #[tokio::test]
     async fn a_dropped_ticket_still_raises_the_alert() {
         let (access, clear, meter, workers, sink) = setup().await;
         let entry = access.lookup(&clear).await.unwrap().unwrap();
-        let ticket = access.admit(&entry, "gpt-4o").await.unwrap();
+        let ticket = access.admit(&entry, "gpt-4o", "gpt-4o").await.unwrap();
         ticket.record(10, Some(5_000));
         drop(ticket);
         for _ in 0..200 {

@@ -279,6 +279,8 @@ fn log_json(r: &CallRecord) -> Value {
         "status": r.status,
         "error_kind": r.error_kind.map(|k| k.as_str()),
         "request_tags": r.tags,
+        "session_id": r.session_id,
+        "metadata": r.request_metadata.as_deref(),
     })
 }
 

@@ -91,16 +91,20 @@ pub(crate) async fn run_chat(
     st: &Arc<AppState>,
     principal: &Principal,
     headers: &HeaderMap,
-    req: ChatRequest,
+    mut req: ChatRequest,
     id: &HeaderValue,
     meta: &mut CallMeta,
     upstream_headers: Vec<(String, String)>,
 ) -> Result<ChatOutcome, Failed> {
     let header_tags = headers.get("x-llmux-tags").and_then(|v| v.to_str().ok());
     llmux_engine::attribute_chat(meta, &req, header_tags).map_err(|e| (e, None))?;
-    admit(st, principal, &req.model, meta)
+    // A key's alias routes the call to the group it names.
+    if let Some(group) = admit(st, principal, &req.model, meta)
         .await
-        .map_err(|e| (e, None))?;
+        .map_err(|e| (e, None))?
+    {
+        req.model = group;
+    }
     let mut cx = context(id);
     cx.headers = upstream_headers;
     let scope: llmux_engine::Scope = st.clone();

@@ -39,11 +39,14 @@ use axum::serve::ListenerExt;
 use llmux_config::{Config, ServerConfig};
 use llmux_core::{CallSink, DeploymentSettings};
 use llmux_cost::{DEFAULT_SINK_QUEUE, Meter, MeterWorkers, PriceTable};
-use llmux_router::RouterSettings;
+use llmux_router::{CooldownBoard, RouterSettings};
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
 use crate::handlers::{self, AppState, Shared};
+
+/// How often the shared cooldown board is read (and the Redis metrics refreshed).
+const COOLDOWN_POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How long a stopped gateway waits for its sinks to take the last records.
 const SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -73,6 +76,10 @@ struct Inputs {
     meter: Meter,
     source: Option<std::path::PathBuf>,
     access: Option<Arc<crate::access::Access>>,
+    /// Where deployment cooldowns are shared with other gateways.
+    board: Option<Arc<dyn CooldownBoard>>,
+    /// Redis, when configured: its health goes to the metrics.
+    redis: Option<Arc<llmux_store::RedisCounters>>,
 }
 
 impl std::fmt::Debug for Inputs {
@@ -101,6 +108,8 @@ pub struct GatewayBuilder {
     counters: Option<Arc<dyn llmux_store::Counters>>,
     key_cache_ttl: std::time::Duration,
     spend_spill: Option<std::path::PathBuf>,
+    board: Option<Arc<dyn CooldownBoard>>,
+    redis: Option<Arc<llmux_store::RedisCounters>>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -128,6 +137,8 @@ impl Gateway {
             counters: None,
             key_cache_ttl: crate::access::DEFAULT_KEY_CACHE_TTL,
             spend_spill: None,
+            board: None,
+            redis: None,
         }
     }
 
@@ -261,6 +272,13 @@ impl Gateway {
             .source
             .is_some()
             .then(|| tokio::spawn(reload_on_sighup(self.clone())));
+        let poller = (self.inputs.board.is_some() || self.inputs.redis.is_some()).then(|| {
+            tokio::spawn(poll_shared_state(
+                Arc::downgrade(&self.shared),
+                self.inputs.board.clone(),
+                self.inputs.redis.clone(),
+            ))
+        });
         drop(self.shared);
         drop(self.inputs);
         let result = tokio::select! {
@@ -270,9 +288,9 @@ impl Gateway {
                 Ok(())
             }
         };
-        if let Some(r) = reloader {
-            r.abort();
-            let _ = r.await;
+        for task in [reloader, poller].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         if let Some(w) = workers
             && tokio::time::timeout(SINK_DRAIN_TIMEOUT, w.drain())
@@ -393,6 +411,71 @@ async fn reload_on_sighup(gateway: Gateway) {
     drop(gateway);
 }
 
+/// Every [`COOLDOWN_POLL_EVERY`]: merge the cooldowns other gateways published into the
+/// router in force, and refresh the Redis metrics. Ends when the gateway is gone.
+async fn poll_shared_state(
+    shared: std::sync::Weak<Shared>,
+    board: Option<Arc<dyn CooldownBoard>>,
+    redis: Option<Arc<llmux_store::RedisCounters>>,
+) {
+    let mut tick = tokio::time::interval(COOLDOWN_POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(router) = shared.upgrade().map(|s| s.load().models.router.clone()) else {
+            return;
+        };
+        if let Some(board) = &board {
+            let ids = router.deployment_ids();
+            let active = board.active(&ids).await;
+            if !active.is_empty() {
+                router.apply_shared_cooldowns(&active);
+            }
+        }
+        if let Some(redis) = &redis {
+            redis.record_metrics();
+        }
+    }
+}
+
+/// Deployment cooldowns shared through Redis (`<prefix>cooldown:<deployment id>`, expiring
+/// with the cooldown). Publishing runs in a spawned task, so the router never waits.
+#[derive(Debug)]
+struct RedisCooldownBoard(Arc<llmux_store::RedisCounters>);
+
+impl CooldownBoard for RedisCooldownBoard {
+    fn publish(&self, deployment_id: &str, until_unix_ms: u64) {
+        let left = until_unix_ms.saturating_sub(llmux_router::unix_ms_now());
+        if left == 0 {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (redis, id) = (self.0.clone(), deployment_id.to_owned());
+        rt.spawn(async move {
+            let left = std::time::Duration::from_millis(left);
+            redis.publish_cooldown(&id, left, until_unix_ms).await;
+        });
+    }
+
+    fn active<'a>(&'a self, deployment_ids: &'a [String]) -> llmux_router::ActiveCooldowns<'a> {
+        Box::pin(async move {
+            let now = llmux_router::unix_ms_now();
+            self.0
+                .cooldowns(deployment_ids)
+                .await
+                .into_iter()
+                .map(|(id, left)| llmux_router::SharedCooldown {
+                    deployment_id: id,
+                    until_unix_ms: now
+                        .saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
+                })
+                .collect()
+        })
+    }
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -477,6 +560,24 @@ impl GatewayBuilder {
         self
     }
 
+    /// Share limits, in-flight counts, budget spend and deployment cooldowns with every
+    /// gateway on this Redis: sets [`GatewayBuilder::counters`] and a cooldown board, and
+    /// exports `llmux_redis_up` / `llmux_redis_fallbacks_total`. While Redis is unreachable
+    /// the gateway keeps serving with per-process counters and cooldowns.
+    pub fn redis(mut self, counters: Arc<llmux_store::RedisCounters>) -> Self {
+        self.counters = Some(counters.clone());
+        self.board = Some(Arc::new(RedisCooldownBoard(counters.clone())));
+        self.redis = Some(counters);
+        self
+    }
+
+    /// Share deployment cooldowns through `board`: a cooldown this gateway starts is
+    /// published, and the others' are merged every 250 ms (never on the request path).
+    pub fn cooldown_board(mut self, board: Arc<dyn CooldownBoard>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
     /// How long a looked-up virtual key is cached (default 5 s). Changes made through the
     /// admin API apply at once; changes made elsewhere within this time.
     pub fn key_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
@@ -547,6 +648,8 @@ impl GatewayBuilder {
             meter,
             source: self.config.source.clone(),
             access,
+            board: self.board,
+            redis: self.redis,
         };
         let state = inputs.state(&self.config)?;
         Ok(Gateway {
@@ -574,6 +677,9 @@ impl Inputs {
         };
         let models =
             llmux_engine::build_models(config, options, &*self.env).map_err(build_error)?;
+        if let Some(board) = &self.board {
+            models.router.share_cooldowns(board.clone());
+        }
         Ok(AppState {
             models,
             master_key: config.server.master_key.clone(),

@@ -127,22 +127,36 @@ pub(crate) async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<P
 }
 
 /// The access phase: a virtual key's call is checked against its limits and budgets, and
-/// attributed (key, team, user) in its call record.
+/// attributed (key, team, user) in its call record. When the key's `aliases` map `model`
+/// to a model group, returns that group: the caller routes the call there (and it is
+/// recorded under it); the model checks accept either name, as LiteLLM does.
 pub(crate) async fn admit(
     st: &AppState,
     principal: &Principal,
     model: &str,
     meta: &mut CallMeta,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let (Principal::Key(entry), Some(access)) = (principal, &st.access) else {
-        return Ok(());
+        return Ok(None);
     };
     meta.key = Some(entry.key.key_id.clone());
+    meta.key_alias.clone_from(&entry.key.alias);
     meta.team.clone_from(&entry.key.team_id);
     meta.user.clone_from(&entry.key.user_id);
     meta.tags = crate::report::attributed_tags(&meta.tags, Some(&entry.key), &[]);
-    meta.ticket = Some(Box::new(access.admit(entry, model).await?));
-    Ok(())
+    let aliased = entry.alias_target(model).map(str::to_owned);
+    let router_alias = || {
+        st.models
+            .router
+            .aliases()
+            .find_map(|(a, g)| (a == model).then_some(g))
+    };
+    let target = aliased.as_deref().or_else(router_alias).unwrap_or(model);
+    meta.ticket = Some(Box::new(access.admit(entry, model, target).await?));
+    if let Some(group) = &aliased {
+        meta.model_group.clone_from(group);
+    }
+    Ok(aliased)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -427,7 +441,7 @@ pub(crate) async fn embeddings(
     let (st, id, mut meta) = begin(&shared, &headers, "embeddings");
     let resp = async {
         let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
-        let req: EmbeddingRequest = parse(body).map_err(|e| (e, None))?;
+        let mut req: EmbeddingRequest = parse(body).map_err(|e| (e, None))?;
         meta.model_group.clone_from(&req.model);
         meta.end_user.clone_from(&req.user);
         meta.tags = crate::metering::tags(
@@ -440,9 +454,12 @@ pub(crate) async fn embeddings(
             let e = Error::bad_request("'input' must not be empty").with_param("input");
             return Err((e, None));
         }
-        admit(&st, &principal, &req.model, &mut meta)
+        if let Some(group) = admit(&st, &principal, &req.model, &mut meta)
             .await
-            .map_err(|e| (e, None))?;
+            .map_err(|e| (e, None))?
+        {
+            req.model = group;
+        }
         let routed = st
             .models
             .router
@@ -478,12 +495,33 @@ pub(crate) async fn embeddings(
     end(&mut meta, resp, id).await
 }
 
+/// `GET /v1/models`: what the caller may call. The master key and an open gateway see
+/// every model group, alias and wildcard listing; a virtual key sees those its models (and
+/// its team's) allow, plus the names of its own `aliases`.
 pub(crate) async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let st = shared.load();
     let id = request_id(&headers);
     let resp = async {
-        authorize(&st, &headers).await?;
-        let cards = st.models.list(&context(&id)).await;
+        let principal = authenticate(&st, &headers).await?;
+        let mut cards = st.models.list(&context(&id)).await;
+        if let Principal::Key(entry) = &principal {
+            let router = &st.models.router;
+            let target = |name: &str| {
+                router
+                    .aliases()
+                    .find_map(|(a, g)| (a == name).then(|| g.to_owned()))
+                    .unwrap_or_else(|| name.to_owned())
+            };
+            cards.retain(|c| entry.may_call(&c.id, &target(&c.id)));
+            for (alias, group) in &entry.key.model_aliases {
+                if router.serves(group)
+                    && entry.may_call(alias, group)
+                    && !cards.iter().any(|c| &c.id == alias)
+                {
+                    cards.push(llmux_core::ModelCard::new(alias.as_str(), "llmux"));
+                }
+            }
+        }
         json_response(&ModelList::new(cards))
     }
     .await;

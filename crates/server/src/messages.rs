@@ -9,8 +9,12 @@
 //! `anthropic-version` does not (each deployment sends its own). Every error on these
 //! routes is in Anthropic's shape, with Anthropic's statuses.
 //!
-//! `count_tokens` answers with a local estimate (`llmux_inbound::messages::
-//! estimate_input_tokens`): no upstream is called and nothing is metered.
+//! Calls are recorded with the operation `messages` (`messages_stream` when streamed).
+//!
+//! `count_tokens` is forwarded as is to Anthropic's own `count_tokens` when every
+//! deployment of the model's group is an Anthropic one (`Provider::passthrough_supported`,
+//! routed with retries and fallbacks by `Router::passthrough`); otherwise it answers with a
+//! local estimate (`llmux_inbound::messages::estimate_input_tokens`). Neither is metered.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,16 +27,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures_util::StreamExt;
+use llmux_core::provider::{PassthroughBody, PassthroughKind, PassthroughRequest};
 use llmux_core::{Error, ErrorKind};
 use llmux_inbound::messages::{self, MessagesStream};
 use llmux_router::Trace;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::call::{ChatOutcome, Failed, MeteredStream, begin, end, record_failure, run_chat};
+use crate::access::Principal;
+use crate::call::{
+    ChatOutcome, Failed, MeteredStream, begin, end, record_failure, route_failure, run_chat,
+};
 use crate::handlers::{
-    AppState, Shared, authenticate, json_response, parse, request_id, route_headers, sse_body,
-    with_id,
+    AppState, Shared, authenticate, context, json_response, parse, request_id, route_headers,
+    sse_body, with_id,
 };
 use crate::metering::CallMeta;
 
@@ -65,7 +73,7 @@ async fn create_message(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (st, id, mut meta) = begin(&shared, &headers, "chat");
+    let (st, id, mut meta) = begin(&shared, &headers, "messages");
     let span = tracing::info_span!("call", request_id = %meta.request_id);
     let resp = async {
         let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
@@ -161,8 +169,9 @@ fn error_response(st: &AppState, meta: &CallMeta, e: &Error, trace: Option<&Trac
     resp
 }
 
-/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, estimated locally for a model
-/// the gateway serves.
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}` for a model the gateway serves:
+/// Anthropic's own count when the model's group is all Anthropic deployments (the
+/// upstream's answer as is), else a local estimate.
 async fn count_tokens(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -171,22 +180,70 @@ async fn count_tokens(
     let st = shared.load();
     let id = request_id(&headers);
     let resp = async {
-        authenticate(&st, &headers).await?;
-        let body: Value = parse(body)?;
-        let req = messages::decode_count_tokens_request(body)?;
-        if !st.models.router().serves(&req.model) {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("model: {}", req.model.chars().take(200).collect::<String>()),
-            )
-            .with_code("model_not_found"));
+        let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
+        let body: Value = parse(body).map_err(|e| (e, None))?;
+        let req = messages::decode_count_tokens_request(body.clone()).map_err(|e| (e, None))?;
+        let router = st.models.router();
+        if !router.serves(&req.model) {
+            return Err((
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("model: {}", req.model.chars().take(200).collect::<String>()),
+                )
+                .with_code("model_not_found"),
+                None,
+            ));
         }
-        json_response(&json!({"input_tokens": messages::estimate_input_tokens(&req)}))
+        let target = match &principal {
+            Principal::Key(e) => e.alias_target(&req.model).unwrap_or(&req.model),
+            _ => &req.model,
+        };
+        if !router.passthrough_supported(target, PassthroughKind::CountTokens) {
+            let n = messages::estimate_input_tokens(&req);
+            return json_response(&json!({"input_tokens": n})).map_err(|e| (e, None));
+        }
+        let Value::Object(mut body) = body else {
+            return Err((
+                Error::bad_request("The request body must be a JSON object."),
+                None,
+            ));
+        };
+        body.insert("model".to_owned(), Value::String(target.to_owned()));
+        let mut cx = context(&id);
+        cx.headers = upstream_headers(&headers);
+        let req = PassthroughRequest {
+            kind: PassthroughKind::CountTokens,
+            body,
+            stream: false,
+        };
+        let routed = router.passthrough(req, &cx).await.map_err(route_failure)?;
+        let trace = routed.trace.snapshot();
+        match routed.value.body {
+            PassthroughBody::Json(bytes) => {
+                let mut resp = (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    bytes,
+                )
+                    .into_response();
+                let rid = id.to_str().unwrap_or_default().to_owned();
+                let meta = CallMeta::new(rid, "count_tokens");
+                resp.headers_mut()
+                    .extend(route_headers(&st, &meta, &trace, None, None));
+                Ok(resp)
+            }
+            PassthroughBody::Events(_) => Err((
+                Error::internal("the upstream answered count_tokens with a stream"),
+                Some(trace),
+            )),
+        }
     }
     .await;
-    let resp = resp.unwrap_or_else(|e| {
+    let resp = resp.unwrap_or_else(|(e, trace): Failed| {
         let meta = CallMeta::new(String::new(), "count_tokens");
-        error_response(&st, &meta, &e, None)
+        error_response(&st, &meta, &e, trace.as_ref())
     });
     with_id(resp, id)
 }

@@ -88,7 +88,7 @@ async fn rerank(
     let span = tracing::info_span!("call", request_id = %meta.request_id);
     let resp = async {
         let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
-        let req: RerankRequest = parse(body).map_err(|e| (e, None))?;
+        let mut req: RerankRequest = parse(body).map_err(|e| (e, None))?;
         meta.model_group.clone_from(&req.model);
         meta.tags = crate::metering::tags(
             &req.extra,
@@ -97,9 +97,12 @@ async fn rerank(
         )
         .map_err(|e| (e, None))?;
         check(&req).map_err(|e| (e, None))?;
-        admit(&st, &principal, &req.model, &mut meta)
+        if let Some(group) = admit(&st, &principal, &req.model, &mut meta)
             .await
-            .map_err(|e| (e, None))?;
+            .map_err(|e| (e, None))?
+        {
+            req.model = group;
+        }
         let estimate = estimated_tokens(&req);
         let routed = st
             .models

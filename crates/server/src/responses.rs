@@ -1,7 +1,15 @@
 //! OpenAI's Responses API (`POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`),
 //! the legacy Completions API (`POST /v1/completions`) and `GET /v1/models/{id}`.
 //!
-//! Both generation endpoints decode their format into a canonical request
+//! OpenAI upstreams: when every deployment of the group a `/v1/responses` call routes to
+//! passes the Responses API through (`Provider::passthrough_supported`: `openai/`, Azure's
+//! v1 API), the client's body goes upstream as is (only `model` becomes the deployment's,
+//! and llmux's `tags` directive is taken out) through `Router::passthrough` (retries,
+//! fallbacks, cooldowns), and the upstream's JSON bytes or SSE events come back unchanged;
+//! built-in tools, `previous_response_id` and `store` are then the upstream's business.
+//! The call is metered like any other (usage from the Response object's `usage`).
+//!
+//! Otherwise both generation endpoints decode their format into a canonical request
 //! (`llmux_inbound::responses` / `llmux_inbound::completions`), take the one accounting
 //! path every chat format shares (`call::run_chat`: auth, access, routing, metering), and
 //! encode the answer or the chunk stream back into their format. Errors are OpenAI's.
@@ -23,12 +31,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
+use llmux_core::provider::{
+    PassthroughBody, PassthroughEvent, PassthroughKind, PassthroughRequest, PassthroughStream,
+};
 use llmux_core::sse::{DONE_EVENT, event, json_event};
-use llmux_core::{Error, ErrorKind, Message, ModelCard};
+use llmux_core::{Error, ErrorKind, JsonObject, Message, ModelCard};
 use llmux_inbound::completions;
 use llmux_inbound::responses::{
     DecodedRequest, ResponseContext, ResponseStream, StreamEvent, answer_message, decode_request,
@@ -39,12 +50,15 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::access::Principal;
-use crate::call::{ChatOutcome, Failed, MeteredStream, begin, end, record_failure, run_chat};
+use crate::call::{
+    ChatOutcome, Failed, MeteredStream, begin, end, record_failure, route_failure, run_chat,
+};
 use crate::error::ApiError;
 use crate::handlers::{
-    AppState, Shared, authenticate, error_response, json_response, parse, request_id, sse_body,
-    with_id,
+    AppState, Shared, admit, authenticate, context, error_response, json_response, parse,
+    request_id, route_headers, sse_body, with_id,
 };
+use crate::metering::{CallMeta, Outcome, estimate_tokens, tags};
 
 /// Responses kept at most in memory when the gateway has no store.
 pub(crate) const MEMORY_MAX_RESPONSES: usize = 4096;
@@ -280,6 +294,14 @@ async fn create(
     let resp = async {
         let principal = authenticate(&st, &headers).await.map_err(|e| (e, None))?;
         let body: Value = parse(body).map_err(|e| (e, None))?;
+        if let Value::Object(obj) = &body
+            && passes_through(&st, &principal, obj)
+        {
+            let Value::Object(obj) = body else {
+                unreachable!("checked above")
+            };
+            return passthrough(&st, &principal, &headers, obj, &id, &mut meta).await;
+        }
         let decoded = decode_request(body).map_err(|e| (e, None))?;
         let owner = owner(&principal);
         let states = States::of(&st);
@@ -339,6 +361,259 @@ async fn create(
         error_response(e, trace.as_ref())
     });
     end(&mut meta, resp, id).await
+}
+
+// ------------------------------------------------- POST /v1/responses, passed through
+
+/// Whether this request goes to the upstream as is: the group its model routes to (after
+/// the key's alias) passes the Responses API through on every deployment.
+fn passes_through(st: &AppState, principal: &Principal, body: &JsonObject) -> bool {
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return false;
+    };
+    let target = match principal {
+        Principal::Key(e) => e.alias_target(model).unwrap_or(model),
+        _ => model,
+    };
+    st.models
+        .router
+        .passthrough_supported(target, PassthroughKind::Responses)
+}
+
+/// Attribute, admit, route and meter one passed-through Responses call; the upstream's
+/// answer goes back as is (JSON bytes, or its events one by one).
+async fn passthrough(
+    st: &Arc<AppState>,
+    principal: &Principal,
+    headers: &HeaderMap,
+    mut body: JsonObject,
+    id: &HeaderValue,
+    meta: &mut CallMeta,
+) -> Result<Response, Failed> {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    meta.model_group.clone_from(&model);
+    meta.end_user = body.get("user").and_then(Value::as_str).map(str::to_owned);
+    let header_tags = headers.get("x-llmux-tags").and_then(|v| v.to_str().ok());
+    let metadata = body.get("metadata").and_then(Value::as_object);
+    meta.tags = tags(&body, metadata, header_tags).map_err(|e| (e, None))?;
+    if let Some(group) = admit(st, principal, &model, meta)
+        .await
+        .map_err(|e| (e, None))?
+    {
+        body.insert("model".to_owned(), Value::String(group));
+    }
+    let stream = body.get("stream") == Some(&Value::Bool(true));
+    if stream {
+        meta.operation = "responses_stream";
+    }
+    let in_flight = llmux_observe::in_flight(&meta.model_group);
+    let prompt_chars = text_chars(&body);
+    let req = PassthroughRequest {
+        kind: PassthroughKind::Responses,
+        body,
+        stream,
+    };
+    let routed = st
+        .models
+        .router
+        .passthrough(req, &context(id))
+        .await
+        .map_err(route_failure)?;
+    let trace = routed.trace.snapshot();
+    let answer = routed.value;
+    match answer.body {
+        PassthroughBody::Json(bytes) => {
+            let cost = meta.finish(
+                &st.models,
+                st.models.meter(),
+                Outcome {
+                    trace: Some(&trace),
+                    provider_model: answer.model.as_deref(),
+                    usage: answer.usage.as_ref(),
+                    status: 200,
+                    ..Outcome::default()
+                },
+            );
+            drop(in_flight);
+            let mut resp = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                bytes,
+            )
+                .into_response();
+            let h = route_headers(st, meta, &trace, answer.model.as_deref(), cost);
+            resp.headers_mut().extend(h);
+            Ok(resp)
+        }
+        PassthroughBody::Events(events) => {
+            let h = route_headers(st, meta, &trace, None, None);
+            let meta = std::mem::replace(meta, CallMeta::new(String::new(), "responses_stream"));
+            let meter = EventMeter {
+                st: st.clone(),
+                meta,
+                trace,
+                usage: None,
+                model: None,
+                prompt_chars,
+                output_chars: 0,
+                first_event_us: None,
+                last_sequence: None,
+                error: None,
+                done: false,
+                _in_flight: in_flight,
+            };
+            let mut resp = sse_body(forwarded_events(events, meter));
+            resp.headers_mut().extend(h);
+            Ok(resp)
+        }
+    }
+}
+
+/// Characters of the strings in a request body, `model` excluded.
+fn text_chars(body: &JsonObject) -> u64 {
+    fn walk(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.chars().count() as u64,
+            Value::Array(a) => a.iter().map(walk).sum(),
+            Value::Object(o) => o.values().map(walk).sum(),
+            _ => 0,
+        }
+    }
+    body.iter()
+        .filter(|(k, _)| k.as_str() != "model")
+        .map(|(_, v)| walk(v))
+        .sum()
+}
+
+/// Meters a passed-through event stream and emits its record exactly once, when dropped:
+/// status 200 when the upstream ended it, the error's status when it broke, 499 when the
+/// client went away. Usage is the final Response object's (`response.completed`), else
+/// estimated from the request's text and the `delta`s that passed.
+struct EventMeter {
+    st: Arc<AppState>,
+    meta: CallMeta,
+    trace: llmux_router::Trace,
+    usage: Option<llmux_core::Usage>,
+    model: Option<String>,
+    prompt_chars: u64,
+    output_chars: u64,
+    first_event_us: Option<u64>,
+    last_sequence: Option<u64>,
+    error: Option<ErrorKind>,
+    done: bool,
+    _in_flight: llmux_observe::InFlight,
+}
+
+impl EventMeter {
+    fn observe(&mut self, ev: &PassthroughEvent) {
+        if self.first_event_us.is_none() {
+            self.first_event_us = Some(self.meta.started.elapsed().as_micros() as u64);
+        }
+        if let Some(u) = &ev.usage {
+            self.usage = Some(u.clone());
+        }
+        if let Some(m) = &ev.model {
+            self.model = Some(m.clone());
+        }
+        if let Some(n) = sequence_number(&ev.event.data) {
+            self.last_sequence = Some(n);
+        }
+        if self.usage.is_none()
+            && ev
+                .event
+                .event
+                .as_deref()
+                .is_some_and(|e| e.ends_with(".delta"))
+            && let Ok(v) = serde_json::from_str::<Value>(&ev.event.data)
+            && let Some(d) = v.get("delta").and_then(Value::as_str)
+        {
+            self.output_chars += d.chars().count() as u64;
+        }
+    }
+}
+
+impl Drop for EventMeter {
+    fn drop(&mut self) {
+        let estimated = self.usage.is_none();
+        let usage = self.usage.take().unwrap_or_else(|| {
+            llmux_core::Usage::new(
+                estimate_tokens(self.prompt_chars),
+                estimate_tokens(self.output_chars),
+            )
+        });
+        let status = match (self.error, self.done) {
+            (Some(k), _) => k.http_status(),
+            (None, true) => 200,
+            (None, false) => 499,
+        };
+        self.meta.finish(
+            &self.st.models,
+            self.st.models.meter(),
+            Outcome {
+                trace: Some(&self.trace),
+                provider_model: self.model.as_deref(),
+                usage: Some(&usage),
+                usage_estimated: estimated,
+                status,
+                error_kind: self.error,
+                ttft_us: self.first_event_us,
+                ..Outcome::default()
+            },
+        );
+    }
+}
+
+/// The `sequence_number` of a Responses event, read without parsing the event.
+fn sequence_number(data: &str) -> Option<u64> {
+    const KEY: &str = "\"sequence_number\":";
+    let at = data.rfind(KEY)? + KEY.len();
+    let digits: String = data[at..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The upstream's events as they come (name and data untouched), metered on the way. A
+/// stream that breaks ends with an `error` event (OpenAI's streaming error shape).
+fn forwarded_events(
+    events: PassthroughStream,
+    meter: EventMeter,
+) -> impl futures_core::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    futures_util::stream::unfold(Some((events, meter)), |state| async move {
+        let (mut events, mut meter) = state?;
+        match events.next().await {
+            Some(Ok(ev)) => {
+                meter.observe(&ev);
+                let bytes = event(ev.event.event.as_deref(), &ev.event.data);
+                Some((Ok(bytes), Some((events, meter))))
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "passed-through stream failed after it started");
+                meter.error = Some(e.kind());
+                let body = e.to_body();
+                let data = json!({
+                    "type": "error",
+                    "code": body.error.code,
+                    "message": body.error.message,
+                    "param": body.error.param,
+                    "sequence_number": meter.last_sequence.map_or(0, |n| n + 1),
+                });
+                Some((Ok(event(Some("error"), &data.to_string())), None))
+            }
+            None => {
+                meter.done = true;
+                None
+            }
+        }
+    })
 }
 
 fn sse_events(events: &[StreamEvent]) -> Bytes {
@@ -597,6 +872,19 @@ mod tests {
             conversation: Vec::new(),
             bytes,
         }
+    }
+
+    #[test]
+    fn sequence_numbers_and_prompt_text_are_read_without_decoding_events() {
+        let data = r#"{"type":"response.output_text.delta","delta":"x","sequence_number": 12}"#;
+        assert_eq!(sequence_number(data), Some(12));
+        assert_eq!(sequence_number(r#"{"type":"x"}"#), None);
+        let Value::Object(body) = json!({"model": "long-model-name", "input": "abcd",
+            "tools": [{"type": "web_search"}], "max_output_tokens": 5})
+        else {
+            unreachable!()
+        };
+        assert_eq!(text_chars(&body), 4 + 10);
     }
 
     #[test]

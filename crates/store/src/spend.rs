@@ -13,7 +13,8 @@ use crate::time::{Day, now_ms, parse_duration};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
-/// Rows per multi-row INSERT (31 columns each: well under both backends' parameter limits).
+/// Rows per multi-row INSERT (33 columns each: 6 600 parameters, well under both backends'
+/// limits).
 const LOG_ROWS_PER_STATEMENT: usize = 200;
 /// Rows per aggregate upsert (39 columns each at most: 7 800 parameters, under SQLite's
 /// 32 766 and PostgreSQL's 65 535).
@@ -23,7 +24,7 @@ const LOG_COLUMNS: &str = "request_id, started_at_ms, day, operation, key_id, te
     end_user, model_group, deployment, provider, provider_model, prompt_tokens, \
     completion_tokens, cached_tokens, cache_creation_tokens, reasoning_tokens, usage_estimated, \
     cost_nano, latency_us, ttft_us, status, error_kind, cache_hit, tags, attempts, fallback, \
-    stream_resumptions, trace_id, parent_span_id, finish_reason";
+    stream_resumptions, trace_id, parent_span_id, finish_reason, session_id, request_metadata, key_alias";
 
 /// The columns of both daily aggregate tables that are plain sums, in [`Agg`] order: the
 /// report sums, then the latency sum and the latency histogram (one column per bucket of
@@ -116,6 +117,9 @@ struct LogRow {
     trace_id: Option<String>,
     parent_span_id: Option<String>,
     finish_reason: Option<String>,
+    session_id: Option<String>,
+    request_metadata: Option<String>,
+    key_alias: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -603,6 +607,14 @@ async fn insert_log_rows(tx: &mut Tx, rows: &[&CallRecord]) -> Result<Vec<String
             a.push(clean_opt(&r.trace_id)),
             a.push(clean_opt(&r.parent_span_id)),
             a.push(clean_opt(&r.finish_reason)),
+            a.push(clean_opt(&r.session_id)),
+            a.push(
+                r.request_metadata
+                    .as_deref()
+                    .and_then(|m| serde_json::to_string(m).ok())
+                    .map(|m| clean(&m).into_owned()),
+            ),
+            a.push(clean_opt(&r.key_alias)),
         ];
         tuples.push(format!("({})", marks.join(", ")));
     }
@@ -742,6 +754,14 @@ fn record_from_row(r: LogRow) -> Result<CallRecord> {
         trace_id: r.trace_id,
         parent_span_id: r.parent_span_id,
         finish_reason: r.finish_reason,
+        session_id: r.session_id,
+        key_alias: r.key_alias,
+        // Metadata is informational: a row whose text does not parse reads as none.
+        request_metadata: r
+            .request_metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .map(Arc::new),
         ..CallRecord::default()
     })
 }
@@ -760,9 +780,25 @@ mod tests {
 
     #[test]
     fn every_call_record_field_has_a_column() {
-        let json = serde_json::to_value(CallRecord::default()).unwrap();
+        // Every optional field set, so none is skipped when serialized.
+        let full = CallRecord {
+            session_id: Some("s".into()),
+            key_alias: Some("a".into()),
+            request_metadata: Some(Arc::new(llmux_core::JsonObject::new())),
+            prompt: Some(Arc::new(serde_json::Value::Null)),
+            completion: Some(Arc::new(serde_json::Value::Null)),
+            ..CallRecord::default()
+        };
+        let json = serde_json::to_value(full).unwrap();
         let columns: Vec<&str> = LOG_COLUMNS.split(',').map(str::trim).collect();
+        // Prompts and completions are never stored.
+        for never in ["prompt", "completion"] {
+            assert!(!columns.contains(&never), "{never} must not be a column");
+        }
         for field in json.as_object().unwrap().keys() {
+            if matches!(field.as_str(), "prompt" | "completion") {
+                continue;
+            }
             let column = match field.as_str() {
                 "key" => "key_id",
                 "team" => "team_id",

@@ -139,6 +139,36 @@ struct Shared {
     finished: AtomicBool,
 }
 
+/// Whether the database refused a write for what was in it (a constraint, a value it cannot
+/// take), as opposed to failing for reasons of its own (connection lost or reset, pool
+/// timeout, server shutting down, lock contention, out of resources). Only a refusal sets
+/// a record aside; anything else is treated as the database being unavailable, so the
+/// records wait and are retried. (A ping alone cannot tell: when a server restarts, a pool
+/// can hold one dead connection and one live one at the same moment.)
+fn refused_for_content(e: &StoreError) -> bool {
+    use sqlx::error::ErrorKind;
+    match e {
+        StoreError::Invalid(_) | StoreError::Corrupt { .. } => true,
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            if !matches!(db.kind(), ErrorKind::Other) {
+                return true; // unique, foreign key, not-null or check violation
+            }
+            let code = db.code().unwrap_or_default();
+            if code.len() == 5 {
+                // A PostgreSQL SQLSTATE: classes 22 (data exception), 23 (integrity
+                // constraint), 42 (syntax or access rule).
+                matches!(&code[..2], "22" | "23" | "42")
+            } else {
+                // A SQLite (extended) result code: TOOBIG (18), CONSTRAINT (19), MISMATCH
+                // (20), RANGE (25).
+                matches!(code.parse::<u32>().map(|c| c & 0xff), Ok(18 | 19 | 20 | 25))
+            }
+        }
+        StoreError::Database(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Encode(_)) => true,
+        _ => false,
+    }
+}
+
 /// The database could not be reached (as opposed to refusing a record).
 struct Down;
 
@@ -216,6 +246,8 @@ impl CallSink for SpendWriter {
     }
 
     async fn record(&self, record: Arc<CallRecord>) {
+        // Prompts and completions never reach the spend log, nor its spill file.
+        let record = record.without_content();
         let s = &self.shared;
         s.counts.received.fetch_add(1, Ordering::Relaxed);
         if s.finished.load(Ordering::SeqCst) {
@@ -334,7 +366,7 @@ impl Shared {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if !self.reachable().await {
+        if !refused_for_content(&err) || !self.reachable().await {
             tracing::debug!(error = %err, "spend writer: batch failed, database unreachable");
             return Err(Down);
         }
@@ -343,7 +375,7 @@ impl Shared {
         }
         for r in batch {
             if let Err(e) = self.try_write(std::slice::from_ref(r)).await {
-                if !self.reachable().await {
+                if !refused_for_content(&e) || !self.reachable().await {
                     return Err(Down);
                 }
                 self.reject(r, &e).await;
@@ -729,6 +761,36 @@ impl Spill {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_content_errors_set_a_record_aside() {
+        assert!(refused_for_content(&StoreError::Invalid("x".into())));
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
+            sqlx::Error::Protocol("eof".into()),
+        ] {
+            assert!(!refused_for_content(&StoreError::Database(e)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_constraint_error_is_a_refusal() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (a INTEGER NOT NULL UNIQUE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for bad in ["INSERT INTO t VALUES (NULL)", "INSERT INTO t VALUES (1)"] {
+            let e = sqlx::query(bad).execute(&pool).await.unwrap_err();
+            assert!(refused_for_content(&StoreError::Database(e)), "{bad}");
+        }
+    }
 
     #[test]
     fn spilled_lines_from_older_builds_still_parse() {

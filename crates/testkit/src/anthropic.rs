@@ -1,6 +1,8 @@
 //! A mock of Anthropic's Messages API: `POST /v1/messages`, answered as JSON or as the
 //! real server-sent event sequence (`message_start`, `content_block_*`, `ping`,
-//! `message_delta`, `message_stop`), with Anthropic's error bodies.
+//! `message_delta`, `message_stop`), and `POST /v1/messages/count_tokens`
+//! (`{"input_tokens": N}`: the words of `system` and the messages' text, plus 100 per
+//! tool; `max_tokens` refused as on the real API), with Anthropic's error bodies.
 //!
 //! What it answers:
 //! - text: the last user message's text, echoed;
@@ -60,6 +62,7 @@ impl AnthropicMock {
         });
         let app = Router::new()
             .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
             .fallback(not_found)
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -130,13 +133,14 @@ async fn not_found() -> Response {
 /// fault. `Ok` carries the parsed body and the fault left for the handler (stream faults).
 async fn admit(
     st: &MockState,
+    path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Value, Option<Fault>), Response> {
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     st.recorder.record(RecordedRequest {
         method: "POST".to_owned(),
-        path: "/v1/messages".to_owned(),
+        path: path.to_owned(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
@@ -262,8 +266,41 @@ enum Answer {
     },
 }
 
+async fn count_tokens(
+    State(st): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (req, _) = match admit(&st, "/v1/messages/count_tokens", &headers, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let Some(messages) = req["messages"].as_array() else {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "messages: Field required",
+        );
+    };
+    if req.get("max_tokens").is_some() {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "max_tokens: Extra inputs are not permitted",
+        );
+    }
+    let tools = req["tools"].as_array().map_or(0, Vec::len) as u64;
+    let n = words(&content_text(&req["system"]))
+        + messages
+            .iter()
+            .map(|m| words(&content_text(&m["content"])))
+            .sum::<u64>()
+        + 100 * tools;
+    axum::Json(json!({"input_tokens": n})).into_response()
+}
+
 async fn messages(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (req, fault) = match admit(&st, &headers, &body).await {
+    let (req, fault) = match admit(&st, "/v1/messages", &headers, &body).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };

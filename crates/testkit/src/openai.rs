@@ -1,8 +1,12 @@
-//! A mock of OpenAI's API: `/v1/chat/completions` (JSON and SSE), `/v1/embeddings`,
-//! `/v1/models`, with OpenAI's error bodies.
+//! A mock of OpenAI's API: `/v1/chat/completions` (JSON and SSE), `/v1/responses` (the
+//! Response object, or its SSE events in OpenAI's order with `sequence_number`s),
+//! `/v1/embeddings`, `/v1/models`, with OpenAI's error bodies.
 //!
 //! Chat answers echo the last user message; usage counts whitespace-separated words, so a
-//! test can compute what to expect.
+//! test can compute what to expect. Responses answers echo the input's last user text; a
+//! built-in tool in `tools` (any type but `function`) adds a completed `{type}_call` output
+//! item before the message; usage counts words, reports half the input words (rounded
+//! down) as cached and, when `reasoning` is set, 2 reasoning tokens (in the output).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +71,7 @@ impl OpenAiMock {
                 post(embeddings),
             )
             .route("/openai/v1/chat/completions", post(chat))
+            .route("/openai/v1/responses", post(responses))
             .route("/openai/v1/embeddings", post(embeddings))
             .fallback(not_found)
             .with_state(state.clone());
@@ -82,6 +87,7 @@ impl OpenAiMock {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/responses", post(responses))
             .route("/v1/models", get(models))
             .fallback(not_found)
             .with_state(state.clone());
@@ -390,6 +396,157 @@ async fn chat(
     }
     // The role chunk and the first piece of text go out at once; a slow stream pauses
     // before each later chunk (a stall mid-answer).
+    sse_body(&st.recorder, events, 2, delay, break_after.is_some())
+}
+
+/// The text of a Responses `input`: the string, or the last user message's text.
+fn responses_input_text(input: &Value) -> String {
+    match input {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .rev()
+            .find(|i| i["role"] == "user")
+            .map(|m| match &m["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => String::new(),
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `POST /v1/responses` in OpenAI's wire format.
+async fn responses(
+    State(st): State<Arc<MockState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let (req, fault) = match admit(&st, "POST", path, &headers, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let Some(model) = req["model"].as_str().map(str::to_owned) else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "Missing required parameter: 'model'.",
+            "invalid_request_error",
+            Some("missing_required_parameter"),
+        );
+    };
+    let reply = responses_input_text(&req["input"]);
+    let input_tokens = words(&reply) + words(req["instructions"].as_str().unwrap_or(""));
+    let reasoning_tokens: u64 = if req["reasoning"].is_object() { 2 } else { 0 };
+    let output_tokens = words(&reply) + reasoning_tokens;
+    let usage = json!({
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": input_tokens / 2},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        "total_tokens": input_tokens + output_tokens
+    });
+    let id = "resp_mock123";
+    let mut items: Vec<Value> = Vec::new();
+    for (i, t) in req["tools"].as_array().into_iter().flatten().enumerate() {
+        let kind = t["type"].as_str().unwrap_or("function");
+        if kind != "function" {
+            items.push(
+                json!({"type": format!("{kind}_call"), "id": format!("tc_mock{i}"),
+                "status": "completed"}),
+            );
+        }
+    }
+    let message = |text: &str, status: &str| {
+        json!({"type": "message", "id": "msg_mock123", "status": status, "role": "assistant",
+        "content": if status == "completed" {
+            json!([{"type": "output_text", "text": text, "annotations": []}])
+        } else {
+            json!([])
+        }})
+    };
+    let response = |status: &str, output: Vec<Value>, usage: Value| {
+        json!({
+            "id": id, "object": "response", "created_at": 1_700_000_000u64, "status": status,
+            "error": null, "incomplete_details": null, "instructions": req["instructions"],
+            "max_output_tokens": req["max_output_tokens"], "model": model, "output": output,
+            "parallel_tool_calls": true, "previous_response_id": req["previous_response_id"],
+            "reasoning": {"effort": req["reasoning"]["effort"], "summary": null},
+            "store": req["store"] != Value::Bool(false), "temperature": 1.0,
+            "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+            "tools": req["tools"].as_array().cloned().unwrap_or_default(), "top_p": 1.0,
+            "truncation": "disabled", "usage": usage, "user": null, "metadata": {}
+        })
+    };
+    let mut output = items.clone();
+    output.push(message(&reply, "completed"));
+    if req["stream"] != Value::Bool(true) {
+        return axum::Json(response("completed", output, usage)).into_response();
+    }
+    let (pieces, delay, break_after) = match fault {
+        Some(Fault::SlowStream { chunks, delay }) => (split_words(&reply, chunks), delay, None),
+        Some(Fault::BrokenStream { after_chunks }) => {
+            (split_words(&reply, 4), Duration::ZERO, Some(after_chunks))
+        }
+        _ => (split_words(&reply, 4), Duration::ZERO, None),
+    };
+    let mut events: Vec<Bytes> = Vec::new();
+    let mut push = |mut data: Value| {
+        data["sequence_number"] = json!(events.len());
+        let name = data["type"].as_str().unwrap_or_default().to_owned();
+        events.push(Bytes::from(format!("event: {name}\ndata: {data}\n\n")));
+    };
+    push(
+        json!({"type": "response.created", "response": response("in_progress", vec![], Value::Null)}),
+    );
+    push(
+        json!({"type": "response.in_progress", "response": response("in_progress", vec![], Value::Null)}),
+    );
+    for (i, item) in items.iter().enumerate() {
+        let mut added = item.clone();
+        added["status"] = json!("in_progress");
+        push(json!({"type": "response.output_item.added", "output_index": i, "item": added}));
+        push(json!({"type": "response.output_item.done", "output_index": i, "item": item}));
+    }
+    let mi = items.len();
+    push(
+        json!({"type": "response.output_item.added", "output_index": mi,
+        "item": message("", "in_progress")}),
+    );
+    push(
+        json!({"type": "response.content_part.added", "item_id": "msg_mock123",
+        "output_index": mi, "content_index": 0,
+        "part": {"type": "output_text", "text": "", "annotations": []}}),
+    );
+    for p in &pieces {
+        push(
+            json!({"type": "response.output_text.delta", "item_id": "msg_mock123",
+            "output_index": mi, "content_index": 0, "delta": p, "logprobs": []}),
+        );
+    }
+    push(
+        json!({"type": "response.output_text.done", "item_id": "msg_mock123",
+        "output_index": mi, "content_index": 0, "text": reply, "logprobs": []}),
+    );
+    push(
+        json!({"type": "response.content_part.done", "item_id": "msg_mock123",
+        "output_index": mi, "content_index": 0,
+        "part": {"type": "output_text", "text": reply, "annotations": []}}),
+    );
+    push(
+        json!({"type": "response.output_item.done", "output_index": mi,
+        "item": message(&reply, "completed")}),
+    );
+    push(json!({"type": "response.completed", "response": response("completed", output, usage)}));
+    if let Some(n) = break_after {
+        events.truncate(n);
+    }
     sse_body(&st.recorder, events, 2, delay, break_after.is_some())
 }
 

@@ -23,6 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use llmux_core::provider::{
+    PassthroughBody, PassthroughKind, PassthroughRequest, PassthroughResponse,
+};
 use llmux_core::{
     CallContext, ChatRequest, ChatResponse, ChatStream, DeploymentSettings, Error, Provider,
     ProviderFactory, Secret,
@@ -46,6 +49,8 @@ const BETA_HEADER: &str = "anthropic-beta";
 pub struct Anthropic {
     model: String,
     messages_url: String,
+    /// `{messages_url}/count_tokens`: token counting, passed through as is.
+    count_tokens_url: String,
     headers: HeaderMap,
     betas: Vec<String>,
     timeout: Duration,
@@ -138,9 +143,11 @@ impl Anthropic {
                 headers.insert(header_name(k)?, header_value("header", v)?);
             }
         }
+        let messages_url = messages_url(base);
         Ok(Self {
             model: settings.model.clone(),
-            messages_url: messages_url(base),
+            count_tokens_url: format!("{messages_url}/count_tokens"),
+            messages_url,
             headers,
             betas,
             timeout: settings.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -171,6 +178,15 @@ impl Anthropic {
         enc: &codec::Encoded,
         cx: &CallContext,
     ) -> Result<llmux_http::reqwest::RequestBuilder, Error> {
+        self.post_to(&self.messages_url, enc, cx)
+    }
+
+    fn post_to(
+        &self,
+        url: &str,
+        enc: &codec::Encoded,
+        cx: &CallContext,
+    ) -> Result<llmux_http::reqwest::RequestBuilder, Error> {
         let mut headers = self.headers.clone();
         let mut betas = self.betas.clone();
         for (k, v) in &cx.headers {
@@ -190,7 +206,7 @@ impl Anthropic {
             );
         }
         Ok(llmux_http::client()
-            .post(&self.messages_url)
+            .post(url)
             .headers(headers)
             .body(enc.to_vec()?))
     }
@@ -289,6 +305,46 @@ impl Provider for Anthropic {
             }
         });
         Ok(Box::pin(chunks))
+    }
+
+    fn passthrough_supported(&self, kind: PassthroughKind) -> bool {
+        kind == PassthroughKind::CountTokens
+    }
+
+    /// Token counting as is: the client's `count_tokens` body with the deployment's model
+    /// to `{api_base}/v1/messages/count_tokens` (the call's `anthropic-beta` merged with
+    /// the deployment's), Anthropic's `{"input_tokens": N}` back unchanged.
+    async fn passthrough(
+        &self,
+        mut req: PassthroughRequest,
+        cx: &CallContext,
+    ) -> Result<PassthroughResponse, Error> {
+        if req.kind != PassthroughKind::CountTokens || req.stream {
+            return Err(Error::unsupported(
+                NAME,
+                &format!("passing '{}' requests through", req.kind.as_str()),
+            ));
+        }
+        req.body.insert(
+            "model".to_owned(),
+            serde_json::Value::String(self.model.clone()),
+        );
+        let enc = codec::Encoded {
+            body: req.body,
+            json_mode: false,
+            betas: Vec::new(),
+        };
+        let post = self.post_to(&self.count_tokens_url, &enc, cx)?;
+        let (status, headers, body) =
+            llmux_http::send_and_read(NAME, post, self.timeout(cx)).await?;
+        if !status.is_success() {
+            return Err(self.upstream_error(status.as_u16(), &headers, &body));
+        }
+        Ok(PassthroughResponse {
+            body: PassthroughBody::Json(body),
+            usage: None,
+            model: None,
+        })
     }
 }
 

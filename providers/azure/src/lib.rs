@@ -7,6 +7,10 @@
 //!   (and `/embeddings`), default version [`DEFAULT_API_VERSION`];
 //! - the v1 API (`api_version: v1`): `{api_base}/openai/v1/chat/completions` with the
 //!   deployment as `model`;
+//! - the Responses API passed through as is (`POST /v1/responses` on the gateway) to
+//!   `{api_base}/openai/v1/responses` with the deployment as `model` — by default on the
+//!   v1 API only (Azure serves the Responses API there; dated versions keep the
+//!   translation to chat), or as `params.responses_passthrough` says;
 //! - the key in the `api-key` header, or an Entra ID token (`params.azure_ad_token`, or
 //!   `AZURE_AD_TOKEN`) as `Authorization: Bearer`.
 //!
@@ -39,7 +43,8 @@ pub fn build(settings: &DeploymentSettings) -> Result<OpenAi, Error> {
         .api_version
         .as_deref()
         .unwrap_or(DEFAULT_API_VERSION);
-    let endpoints = if version == "v1" || version == "latest" {
+    let v1 = version == "v1" || version == "latest";
+    let endpoints = if v1 {
         Endpoints {
             chat: format!("{base}/openai/v1/chat/completions"),
             embeddings: format!("{base}/openai/v1/embeddings"),
@@ -58,15 +63,21 @@ pub fn build(settings: &DeploymentSettings) -> Result<OpenAi, Error> {
         .get("azure_ad_token")
         .and_then(|v| v.as_str())
         .map(Secret::new);
-    match ad_token {
+    let p = match ad_token {
         Some(token) => {
             let mut s = settings.clone();
             s.api_key = Some(token);
-            OpenAi::with_endpoints("azure", &s, endpoints, KeyHeader::Bearer).map(OpenAi::strict)
+            OpenAi::with_endpoints("azure", &s, endpoints, KeyHeader::Bearer)?
         }
-        None => OpenAi::with_endpoints("azure", settings, endpoints, KeyHeader::Named("api-key"))
-            .map(OpenAi::strict),
+        None => OpenAi::with_endpoints("azure", settings, endpoints, KeyHeader::Named("api-key"))?,
     }
+    .strict();
+    let passthrough = llmux_provider_openai::responses_passthrough(settings).unwrap_or(v1);
+    Ok(if passthrough {
+        p.with_responses_url(format!("{base}/openai/v1/responses"))
+    } else {
+        p
+    })
 }
 
 fn factory_build(settings: &DeploymentSettings) -> Result<Arc<dyn Provider>, Error> {

@@ -127,3 +127,42 @@ fn api_base_is_required_and_finish_reason_passes_through() {
         FinishReason::ContentFilter
     );
 }
+
+#[tokio::test]
+async fn the_v1_api_passes_the_responses_api_through_with_the_deployment_as_model() {
+    use llmux_core::provider::{PassthroughBody, PassthroughKind, PassthroughRequest};
+    let mock = OpenAiMock::azure(KEY).await;
+    // Dated versions have no Responses passthrough (unless asked for).
+    let dated = llmux_provider_azure::build(&settings(&mock)).unwrap();
+    assert!(!dated.passthrough_supported(PassthroughKind::Responses));
+    let mut s = settings(&mock);
+    s.api_version = Some("v1".into());
+    let p = llmux_provider_azure::build(&s).unwrap();
+    assert!(p.passthrough_supported(PassthroughKind::Responses));
+    let serde_json::Value::Object(body) = json!({"model": "client-name", "input": "hi there",
+        "tools": [{"type": "web_search_preview"}]})
+    else {
+        unreachable!()
+    };
+    let req = PassthroughRequest {
+        kind: PassthroughKind::Responses,
+        body,
+        stream: false,
+    };
+    let out = p.passthrough(req, &CallContext::default()).await.unwrap();
+    let r = &mock.requests()[0];
+    assert_eq!(r.path, "/openai/v1/responses");
+    assert_eq!(r.header("api-key"), Some(KEY));
+    assert_eq!(
+        r.body,
+        json!({"model": "my-gpt4o-deployment", "input": "hi there",
+            "tools": [{"type": "web_search_preview"}]})
+    );
+    let PassthroughBody::Json(bytes) = out.body else {
+        panic!("a JSON answer")
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(out.usage.map(|u| u.prompt_tokens), Some(2));
+    assert_eq!(out.model.as_deref(), Some("my-gpt4o-deployment"));
+}

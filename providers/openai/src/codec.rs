@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+use llmux_core::sse::SseEvent;
 use llmux_core::{
     ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Error, ErrorBody,
-    ErrorKind, ModelList, Origin, StreamOptions,
+    ErrorKind, ModelList, Origin, StreamOptions, Usage,
 };
+use serde_json::Value;
 
 /// The body of a non-streamed chat call: the client's request with the deployment's model,
 /// streaming switched off. Unknown fields pass through.
@@ -178,4 +180,74 @@ fn error_from_body(
         e = e.with_retry_after(r);
     }
     e
+}
+
+/// The usage of a Responses API Response object (`usage.input_tokens`,
+/// `input_tokens_details.cached_tokens`, `output_tokens`,
+/// `output_tokens_details.reasoning_tokens`) in canonical names; `None` without usage.
+pub fn responses_usage(response: &Value) -> Option<Usage> {
+    let u = response.get("usage").filter(|u| u.is_object())?;
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64);
+    let input = n(u.get("input_tokens")).unwrap_or(0);
+    let output = n(u.get("output_tokens")).unwrap_or(0);
+    let mut usage = Usage::new(input, output);
+    if let Some(t) = n(u.get("total_tokens")) {
+        usage.total_tokens = t;
+    }
+    if let Some(c) = n(u.pointer("/input_tokens_details/cached_tokens")) {
+        usage.prompt_tokens_details = Some(llmux_core::PromptTokensDetails {
+            cached_tokens: Some(c),
+            ..Default::default()
+        });
+    }
+    if let Some(r) = n(u.pointer("/output_tokens_details/reasoning_tokens")) {
+        usage.completion_tokens_details = Some(llmux_core::CompletionTokensDetails {
+            reasoning_tokens: Some(r),
+            ..Default::default()
+        });
+    }
+    Some(usage)
+}
+
+/// The model a Responses API Response object names.
+pub fn responses_model(response: &Value) -> Option<String> {
+    response
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+}
+
+/// The Responses stream events that carry the final Response object (and its usage).
+const FINAL_RESPONSE_EVENTS: &[&str] = &[
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
+/// The usage and model a Responses stream event reports: those of the Response object in
+/// `response.completed` (or `response.incomplete` / `response.failed`); nothing for other
+/// events, which are not parsed.
+pub fn responses_event_usage(event: &SseEvent) -> (Option<Usage>, Option<String>) {
+    let named_final = event
+        .event
+        .as_deref()
+        .is_some_and(|e| FINAL_RESPONSE_EVENTS.contains(&e));
+    // Without an `event:` line the type is only in the data.
+    let maybe_final = named_final
+        || (event.event.is_none() && FINAL_RESPONSE_EVENTS.iter().any(|t| event.data.contains(t)));
+    if !maybe_final {
+        return (None, None);
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+        return (None, None);
+    };
+    let is_final = v
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| FINAL_RESPONSE_EVENTS.contains(&t));
+    match v.get("response").filter(|_| is_final) {
+        Some(r) => (responses_usage(r), responses_model(r)),
+        None => (None, None),
+    }
 }

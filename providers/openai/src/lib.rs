@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use llmux_core::provider::{
+    PassthroughBody, PassthroughEvent, PassthroughKind, PassthroughRequest, PassthroughResponse,
+};
 use llmux_core::{
     CallContext, ChatRequest, ChatResponse, ChatStream, DeploymentSettings, EmbeddingRequest,
     EmbeddingResponse, Error, ModelList, Provider, ProviderFactory,
@@ -39,6 +42,8 @@ pub struct OpenAi {
     chat_url: String,
     embeddings_url: String,
     models_url: Option<String>,
+    /// Where `POST /responses` is forwarded as is; `None` = no Responses passthrough.
+    responses_url: Option<String>,
     headers: HeaderMap,
     timeout: Duration,
     api_key: Option<llmux_core::Secret>,
@@ -128,6 +133,7 @@ impl OpenAi {
             chat_url: endpoints.chat,
             embeddings_url: endpoints.embeddings,
             models_url: endpoints.models,
+            responses_url: None,
             headers,
             timeout: settings.timeout.unwrap_or(DEFAULT_TIMEOUT),
             api_key: settings.api_key.clone(),
@@ -141,6 +147,27 @@ impl OpenAi {
     pub fn strict(mut self) -> Self {
         self.strict = true;
         self
+    }
+
+    /// Forward OpenAI Responses API requests (`POST /v1/responses` on the gateway) as is
+    /// to `url` ([`Provider::passthrough`]). Only for upstreams that serve the Responses
+    /// API: OpenAI, Azure OpenAI's v1 API.
+    pub fn with_responses_url(mut self, url: String) -> Self {
+        self.responses_url = Some(url);
+        self
+    }
+
+    async fn error_of(&self, resp: llmux_http::reqwest::Response) -> Error {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap_or_default();
+        codec::decode_error(
+            self.name,
+            status.as_u16(),
+            &body,
+            llmux_http::retry_after(&headers),
+            &self.secrets(),
+        )
     }
 
     fn timeout(&self, cx: &CallContext) -> Duration {
@@ -229,17 +256,8 @@ impl Provider for OpenAi {
             self.timeout(cx),
         )
         .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(codec::decode_error(
-                self.name,
-                status.as_u16(),
-                &body,
-                llmux_http::retry_after(&headers),
-                &self.secrets(),
-            ));
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp).await);
         }
         let name = self.name;
         let mut done = false;
@@ -277,6 +295,68 @@ impl Provider for OpenAi {
         codec::decode_embeddings(self.name, &bytes)
     }
 
+    fn passthrough_supported(&self, kind: PassthroughKind) -> bool {
+        kind == PassthroughKind::Responses && self.responses_url.is_some()
+    }
+
+    /// The Responses API as is: the client's body with the deployment's model, the
+    /// upstream's JSON bytes or SSE events back, usage read from the Response object
+    /// (`response.completed`, `response.incomplete`, `response.failed` in a stream).
+    async fn passthrough(
+        &self,
+        mut req: PassthroughRequest,
+        cx: &CallContext,
+    ) -> Result<PassthroughResponse, Error> {
+        let url = match (&self.responses_url, req.kind) {
+            (Some(url), PassthroughKind::Responses) => url,
+            _ => {
+                return Err(Error::unsupported(
+                    self.name,
+                    &format!("passing '{}' requests through", req.kind.as_str()),
+                ));
+            }
+        };
+        req.body.insert(
+            "model".to_owned(),
+            serde_json::Value::String(self.model.clone()),
+        );
+        let body = serde_json::to_vec(&req.body)
+            .map_err(|e| Error::internal(format!("could not encode the upstream request: {e}")))?;
+        if !req.stream {
+            let bytes = self.call(self.post(url, body, cx), cx).await?;
+            let (usage, model) = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(v) => (codec::responses_usage(&v), codec::responses_model(&v)),
+                Err(_) => (None, None),
+            };
+            return Ok(PassthroughResponse {
+                body: PassthroughBody::Json(bytes),
+                usage,
+                model,
+            });
+        }
+        let resp =
+            llmux_http::send_streaming(self.name, self.post(url, body, cx), self.timeout(cx))
+                .await?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp).await);
+        }
+        let events = llmux_http::sse_events(self.name, resp, STREAM_IDLE_TIMEOUT).map(|ev| {
+            ev.map(|event| {
+                let (usage, model) = codec::responses_event_usage(&event);
+                PassthroughEvent {
+                    event,
+                    usage,
+                    model,
+                }
+            })
+        });
+        Ok(PassthroughResponse {
+            body: PassthroughBody::Events(Box::pin(events)),
+            usage: None,
+            model: None,
+        })
+    }
+
     async fn list_models(&self, cx: &CallContext) -> Result<ModelList, Error> {
         let Some(url) = &self.models_url else {
             return Err(Error::unsupported(self.name, "listing models"));
@@ -291,8 +371,22 @@ impl Provider for OpenAi {
 }
 
 fn build(settings: &DeploymentSettings) -> Result<Arc<dyn Provider>, Error> {
-    let p = OpenAi::new("openai", DEFAULT_API_BASE, settings)?;
+    let mut p = OpenAi::new("openai", DEFAULT_API_BASE, settings)?;
+    if responses_passthrough(settings).unwrap_or_else(|| is_own_api(settings)) {
+        let base = settings.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);
+        p = p.with_responses_url(format!("{}/responses", base.trim_end_matches('/')));
+    }
     Ok(Arc::new(if is_own_api(settings) { p.strict() } else { p }))
+}
+
+/// `params.responses_passthrough`: whether the deployment's upstream serves OpenAI's
+/// Responses API, so `/v1/responses` calls are passed through to it as is (`None`: not
+/// said; OpenAI's own API does, a compatible server is not assumed to).
+pub fn responses_passthrough(settings: &DeploymentSettings) -> Option<bool> {
+    settings
+        .params
+        .get("responses_passthrough")
+        .and_then(serde_json::Value::as_bool)
 }
 
 /// `openai/` with an `api_base` elsewhere is usually a compatible server (vLLM reads
@@ -371,6 +465,64 @@ mod tests {
                     {"role": "tool", "tool_call_id": "t1", "content": "boom"}
                 ]
             })
+        );
+    }
+
+    #[test]
+    fn only_openais_own_api_or_an_opt_in_passes_the_responses_api_through() {
+        let passes = |base: Option<&str>, opt: Option<bool>| {
+            let mut s = DeploymentSettings::new("openai", "gpt-4o");
+            s.api_base = base.map(str::to_owned);
+            if let Some(o) = opt {
+                s.params.insert("responses_passthrough".into(), o.into());
+            }
+            let p = build(&s).expect("builds");
+            p.passthrough_supported(PassthroughKind::Responses)
+                && !p.passthrough_supported(PassthroughKind::CountTokens)
+        };
+        assert!(passes(None, None));
+        assert!(!passes(None, Some(false)));
+        assert!(!passes(Some("http://127.0.0.1:8000/v1"), None));
+        assert!(passes(Some("http://127.0.0.1:8000/v1"), Some(true)));
+    }
+
+    #[test]
+    fn responses_usage_reads_the_response_objects_names() {
+        let v = serde_json::json!({"model": "gpt-4o-2024-08-06", "usage": {
+            "input_tokens": 10, "input_tokens_details": {"cached_tokens": 4},
+            "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 3},
+            "total_tokens": 17}});
+        let u = codec::responses_usage(&v).expect("usage");
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (10, 7, 17)
+        );
+        assert_eq!((u.cached_tokens(), u.reasoning_tokens()), (4, 3));
+        assert_eq!(
+            codec::responses_model(&v).as_deref(),
+            Some("gpt-4o-2024-08-06")
+        );
+
+        let ev = |name: Option<&str>, data: serde_json::Value| llmux_core::sse::SseEvent {
+            event: name.map(str::to_owned),
+            data: data.to_string(),
+            ..Default::default()
+        };
+        let done = serde_json::json!({"type": "response.completed", "sequence_number": 9,
+            "response": v});
+        let (u, m) = codec::responses_event_usage(&ev(Some("response.completed"), done.clone()));
+        assert_eq!(u.map(|u| u.total_tokens), Some(17));
+        assert_eq!(m.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(
+            codec::responses_event_usage(&ev(None, done))
+                .0
+                .map(|u| u.total_tokens),
+            Some(17)
+        );
+        let delta = serde_json::json!({"type": "response.output_text.delta", "delta": "response.completed"});
+        assert_eq!(
+            codec::responses_event_usage(&ev(Some("response.output_text.delta"), delta)),
+            (None, None)
         );
     }
 

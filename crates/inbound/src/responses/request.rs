@@ -648,9 +648,10 @@ fn decode_tool(i: usize, t: &Value) -> Result<Tool, Error> {
         Some(other) => Err(unsupported(
             format!("{param}.type"),
             format!(
-                "Built-in tool '{other}' is not supported: llmux serves the Responses API by \
-                 translating it to chat, where only function tools exist (built-in tools would \
-                 need an OpenAI passthrough, which llmux does not have yet)."
+                "Built-in tool '{other}' is not supported for this model: llmux serves the \
+                 Responses API of non-OpenAI models by translating it to chat, where only \
+                 function tools exist. Built-in tools work with models whose deployments are \
+                 all OpenAI (or Azure OpenAI v1), where the request is passed through as is."
             ),
         )),
         None => Err(bad(format!("{param}.type"), "Each tool needs a 'type'.")),

@@ -50,6 +50,7 @@ async fn each_call_is_a_trace_and_a_generation() {
     assert_eq!(b["metadata"]["model_group"], "gpt-4o");
     assert_eq!(b["metadata"]["deployment"], "azure-eu");
     assert_eq!(b["metadata"]["key_alias"], "team-a-key");
+    assert_eq!(b["metadata"]["key"], "key_0a1b");
 
     let generation = event(&events, "req-ok-1-generation-create");
     assert_eq!(generation.kind, "generation-create");

@@ -63,7 +63,7 @@ fn call_records_become_exact_series() {
             r#"llmux_tokens_total{model_group="gpt-4o",deployment="azure-eu",provider="azure",kind="output"} 90"#,
             r#"llmux_tokens_total{model_group="gpt-4o",deployment="azure-eu",provider="azure",kind="cached"} 60"#,
             r#"llmux_tokens_total{model_group="gpt-4o",deployment="azure-eu",provider="azure",kind="reasoning"} 15"#,
-            r#"llmux_spend_nano_usd_total{model_group="gpt-4o",key="team-a-key",team="team-a"} 3000000"#,
+            r#"llmux_spend_nano_usd_total{model_group="gpt-4o",key="key_0a1b",team="team-a"} 3000000"#,
             r#"llmux_cache_hits_total{model_group="gpt-4o"} 1"#,
             r#"llmux_usage_estimated_total{model_group="gpt-4o",provider="azure"} 1"#,
             "# HELP llmux_requests_total Finished calls by model group, answering deployment and provider, operation, HTTP status and error kind",

@@ -1,10 +1,10 @@
-//! Real records exported to an OTLP/HTTP JSON receiver.
+//! Real records exported to an OTLP receiver: HTTP JSON, HTTP protobuf and gRPC.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use llmux_core::{CallRecord, CallSink, Secret};
-use llmux_observe::{OtlpConfig, OtlpSink, parse_traceparent};
+use llmux_observe::{OtlpConfig, OtlpProtocol, OtlpSink, parse_traceparent};
 use llmux_testkit::{Fault, OtlpReceiver, ReceivedSpan};
 use serde_json::json;
 
@@ -69,6 +69,7 @@ async fn spans_follow_genai_conventions_and_continue_the_client_trace() {
         ("http.response.status_code", json!(200)),
         ("llmux.deployment", json!("azure-eu")),
         ("llmux.cost_usd", json!(0.0015)),
+        ("llmux.key", json!("key_0a1b")),
         ("llmux.key_alias", json!("team-a-key")),
         ("llmux.attempts", json!(2)),
         ("llmux.fallback", json!("gpt-4o-backup")),
@@ -175,4 +176,136 @@ async fn config_from_the_standard_variables_reaches_the_receiver() {
         rx.requests()[0].header("authorization"),
         Some("Bearer tok-1")
     );
+}
+
+fn sink_with(rx: &OtlpReceiver, protocol: OtlpProtocol) -> OtlpSink {
+    let endpoint = match protocol {
+        OtlpProtocol::Grpc => rx.endpoint(),
+        _ => rx.traces_url(),
+    };
+    let mut config = OtlpConfig::new(endpoint);
+    config.protocol = protocol;
+    config.headers = vec![("x-otlp-key".into(), Secret::new("otlp-header-secret"))];
+    config.service_name = "llmux-test".into();
+    config.batch = fast_batch();
+    OtlpSink::new(config).unwrap()
+}
+
+/// The same two records through one protocol: the spans as decoded, without what differs
+/// per export (span ids, the transport).
+async fn spans_over(protocol: OtlpProtocol) -> (Vec<ReceivedSpan>, OtlpReceiver) {
+    let rx = OtlpReceiver::start().await;
+    let sink = sink_with(&rx, protocol);
+    let (trace_id, parent) = parse_traceparent(TRACEPARENT).unwrap();
+    let ok = CallRecord {
+        trace_id: Some(trace_id),
+        parent_span_id: Some(parent),
+        session_id: Some("sess-9".into()),
+        ..ok_record()
+    };
+    // A failed call's trace id is random: give it one so the exports can be compared.
+    let failed = CallRecord {
+        trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+        ..failed_record()
+    };
+    sink.record(Arc::new(ok)).await;
+    sink.record(Arc::new(failed)).await;
+    sink.flush().await;
+    assert_eq!(sink.stats().exported, 2, "{protocol:?}");
+    let mut spans = rx.spans();
+    for s in &mut spans {
+        assert_eq!(s.transport, protocol.as_str());
+        assert_eq!(s.span_id.len(), 16);
+        s.span_id.clear();
+        s.transport = "";
+    }
+    spans.sort_by(|a, b| {
+        a.attr_str("llmux.request_id")
+            .cmp(&b.attr_str("llmux.request_id"))
+    });
+    (spans, rx)
+}
+
+#[tokio::test]
+async fn protobuf_and_grpc_exports_carry_the_same_spans_as_json() {
+    let (json_spans, _) = spans_over(OtlpProtocol::HttpJson).await;
+    assert_eq!(json_spans.len(), 2);
+    assert_eq!(
+        json_spans[1].attr_str("gen_ai.conversation.id"),
+        Some("sess-9")
+    );
+
+    let (proto_spans, rx) = spans_over(OtlpProtocol::HttpProtobuf).await;
+    assert_eq!(
+        proto_spans, json_spans,
+        "http/protobuf decodes to the same spans"
+    );
+    let req = &rx.requests()[0];
+    assert_eq!(req.path, "/v1/traces");
+    assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(req.header("x-otlp-key"), Some("otlp-header-secret"));
+
+    let (grpc_spans, rx) = spans_over(OtlpProtocol::Grpc).await;
+    assert_eq!(grpc_spans, json_spans, "gRPC decodes to the same spans");
+    let req = &rx.requests()[0];
+    assert_eq!(
+        req.path,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    );
+    assert_eq!(req.header("content-type"), Some("application/grpc"));
+    assert_eq!(req.header("te"), Some("trailers"));
+    assert_eq!(req.header("x-otlp-key"), Some("otlp-header-secret"));
+}
+
+#[tokio::test]
+async fn a_grpc_status_decides_retry_and_drop() {
+    let rx = OtlpReceiver::start().await;
+    let sink = sink_with(&rx, OtlpProtocol::Grpc);
+    // The receiver answers a 5xx fault with UNAVAILABLE and a 4xx one with
+    // INVALID_ARGUMENT, in a trailers-only response.
+    let fault = |status| Fault::Status {
+        status,
+        body: json!({}),
+        retry_after: None,
+    };
+
+    rx.push_fault(fault(503));
+    sink.record(Arc::new(ok_record())).await;
+    sink.flush().await;
+    assert_eq!(
+        rx.spans().len(),
+        1,
+        "UNAVAILABLE is retried, and the retry got through"
+    );
+    assert_eq!(rx.requests().len(), 2);
+    assert_eq!(sink.stats().retries, 1);
+
+    rx.push_fault(fault(400));
+    sink.record(Arc::new(failed_record())).await;
+    sink.flush().await;
+    assert_eq!(rx.requests().len(), 3, "INVALID_ARGUMENT is not retried");
+    let stats = sink.stats();
+    assert_eq!((stats.failed_batches, stats.dropped), (1, 1));
+    assert_eq!(rx.spans().len(), 1);
+}
+
+#[tokio::test]
+async fn grpc_from_the_standard_variables_reaches_the_receiver() {
+    let rx = OtlpReceiver::start().await;
+    let endpoint = rx.endpoint();
+    let mut config = OtlpConfig::from_env_with(&|name| match name {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".into()),
+        _ => None,
+    })
+    .unwrap()
+    .unwrap();
+    config.batch = fast_batch();
+    let sink = OtlpSink::new(config).unwrap();
+    sink.record(Arc::new(ok_record())).await;
+    sink.flush().await;
+    let spans = rx.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].transport, "grpc");
+    assert_eq!(spans[0].attr_str("gen_ai.request.model"), Some("gpt-4o"));
 }

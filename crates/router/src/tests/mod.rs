@@ -3,6 +3,7 @@
 mod config;
 mod failover;
 mod fake;
+mod shared;
 mod strategies;
 mod streams;
 

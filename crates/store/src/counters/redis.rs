@@ -1,4 +1,6 @@
-//! Counters shared through Redis, with a local fallback.
+//! Counters shared through Redis, with a local fallback; also the Redis side of shared
+//! deployment cooldowns (keys expiring with the cooldown; the router's `CooldownBoard` over
+//! them lives in the server, so this crate knows no router).
 
 use std::fmt;
 use std::sync::Mutex;
@@ -84,6 +86,30 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return v
 ";
 
+/// A deployment's cooldown: KEYS[1] cooldown key; ARGV ms left, until (unix ms, kept as the
+/// value for operators). Keeps the later end when two gateways report one; the key expires
+/// when the cooldown ends. Returns 1 when it was written.
+const COOLDOWN_LUA: &str = r"
+local left = redis.call('PTTL', KEYS[1])
+if left >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+return 1
+";
+
+/// KEYS: cooldown keys. Returns each one's ms left (<= 0: none), on Redis's clock.
+const COOLDOWNS_LUA: &str = r"
+local out = {}
+for i, k in ipairs(KEYS) do
+  out[i] = redis.call('PTTL', k)
+end
+return out
+";
+
+/// The outage warning is logged at most this often (Redis flapping stays quiet).
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
 /// How to reach Redis and how to behave when it cannot be reached.
 #[derive(Clone)]
 pub struct RedisCountersConfig {
@@ -138,6 +164,8 @@ struct Scripts {
     acquire: Script,
     release: Script,
     add_spend: Script,
+    cooldown: Script,
+    cooldowns: Script,
 }
 
 /// Counters in Redis, shared by every gateway using the same Redis and prefix. Each
@@ -155,6 +183,8 @@ pub struct RedisCounters {
     fallbacks: AtomicU64,
     degraded: AtomicBool,
     scripts: Scripts,
+    /// When the outage warning was last logged.
+    last_warning: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for RedisCounters {
@@ -204,7 +234,10 @@ impl RedisCounters {
                 acquire: Script::new(ACQUIRE_LUA),
                 release: Script::new(RELEASE_LUA),
                 add_spend: Script::new(ADD_SPEND_LUA),
+                cooldown: Script::new(COOLDOWN_LUA),
+                cooldowns: Script::new(COOLDOWNS_LUA),
             },
+            last_warning: Mutex::new(None),
         })
     }
 
@@ -239,6 +272,74 @@ impl RedisCounters {
     /// Operations served by the local fallback so far.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Put this process's view in the metrics: `llmux_redis_up` (1 while Redis answers, 0
+    /// while operations fall back) and `llmux_redis_fallbacks_total` (operations served
+    /// locally so far). The gateway calls it from its background poll.
+    pub fn record_metrics(&self) {
+        metrics::gauge!("llmux_redis_up").set(if self.is_degraded() { 0.0 } else { 1.0 });
+        metrics::counter!("llmux_redis_fallbacks_total").absolute(self.fallbacks());
+    }
+
+    /// Share a deployment's cooldown: `deployment_id` cools down for `left` (until
+    /// `until_unix_ms`). The key (`<prefix>cooldown:<id>`) expires when the cooldown ends;
+    /// a longer cooldown already there is kept. Returns whether Redis took it (otherwise
+    /// the cooldown stays local, and the fallback is counted).
+    pub async fn publish_cooldown(
+        &self,
+        deployment_id: &str,
+        left: Duration,
+        until_unix_ms: u64,
+    ) -> bool {
+        let rkey = self.key("cooldown", deployment_id);
+        let r = self
+            .run::<i64>(
+                &self.scripts.cooldown,
+                &rkey,
+                &[ms(left), clamp(until_unix_ms)],
+            )
+            .await;
+        if r.is_err() {
+            self.fell_back();
+        }
+        r.is_ok()
+    }
+
+    /// The cooldowns still running among `deployment_ids`, with the time each has left
+    /// (measured by Redis, so gateways' clocks need not agree). Unreachable: none.
+    pub async fn cooldowns(&self, deployment_ids: &[String]) -> Vec<(String, Duration)> {
+        if deployment_ids.is_empty() {
+            return Vec::new();
+        }
+        let Some(mut conn) = self.connection(false).await else {
+            self.fell_back();
+            return Vec::new();
+        };
+        let mut inv = self.scripts.cooldowns.prepare_invoke();
+        for id in deployment_ids {
+            inv.key(self.key("cooldown", id));
+        }
+        let left: Vec<i64> =
+            match tokio::time::timeout(self.cfg.op_timeout, inv.invoke_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    self.failed(Failure::Redis(e));
+                    self.fell_back();
+                    return Vec::new();
+                }
+                Err(_) => {
+                    self.failed(Failure::Timeout);
+                    self.fell_back();
+                    return Vec::new();
+                }
+            };
+        deployment_ids
+            .iter()
+            .zip(left)
+            .filter(|(_, l)| *l > 0)
+            .map(|(id, l)| (id.clone(), Duration::from_millis(non_negative(l))))
+            .collect()
     }
 
     fn key(&self, kind: &str, key: &str) -> String {
@@ -301,7 +402,14 @@ impl RedisCounters {
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(error = %why, "redis counters: Redis unreachable; falling back to per-process counters");
+            let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                *last = Some(Instant::now());
+                // The error names the failure (refused, timed out), never the URL.
+                tracing::warn!(error = %why, "redis counters: Redis unreachable; falling back to per-process counters and cooldowns");
+            } else {
+                tracing::debug!(error = %why, "redis counters: Redis unreachable again");
+            }
         }
     }
 

@@ -247,3 +247,59 @@ async fn local_counters_enforce_under_concurrency() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooldowns_are_shared_with_a_ttl_and_keep_the_later_end() {
+    bounded(async {
+        let Some(redis) = RedisPrefix::create().await else {
+            return;
+        };
+        let (a, b) = (redis.counters(), redis.counters());
+        let ids = vec!["g#0".to_owned(), "g#1".to_owned()];
+        assert!(b.cooldowns(&ids).await.is_empty());
+        assert!(a.publish_cooldown("g#0", Duration::from_secs(30), 1).await);
+        // A shorter report from another gateway does not shorten it.
+        assert!(b.publish_cooldown("g#0", Duration::from_secs(5), 2).await);
+        let seen = b.cooldowns(&ids).await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].0, "g#0");
+        assert!(seen[0].1 > Duration::from_secs(25) && seen[0].1 <= Duration::from_secs(30));
+        // The key lives exactly as long as the cooldown.
+        let ttl = redis.ttl_ms("cooldown:g#0").await;
+        assert!(ttl > 25_000 && ttl <= 30_000, "{ttl}");
+        // A short one expires by itself.
+        assert!(
+            a.publish_cooldown("g#1", Duration::from_millis(50), 3)
+                .await
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let seen = a.cooldowns(&ids).await;
+        assert_eq!(
+            seen.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+            ["g#0"]
+        );
+        assert_eq!(a.fallbacks() + b.fallbacks(), 0);
+        redis.cleanup().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_shares_no_cooldown_and_counts_the_fallback() {
+    bounded(async {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let c = RedisCounters::new(RedisCountersConfig::new(format!(
+            "redis://user:secret@127.0.0.1:{port}/"
+        )))
+        .unwrap();
+        assert!(!c.publish_cooldown("g#0", Duration::from_secs(5), 1).await);
+        assert!(c.cooldowns(&["g#0".to_owned()]).await.is_empty());
+        assert!(c.is_degraded());
+        assert_eq!(c.fallbacks(), 2);
+        assert!(!format!("{c:?}").contains("secret"));
+    })
+    .await;
+}

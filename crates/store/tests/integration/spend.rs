@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use llmux_core::CallRecord;
 use llmux_store::*;
+use sqlx::Connection;
 
 use crate::common::{TestDb, records, unique};
 use crate::on_both_backends;
@@ -301,4 +302,77 @@ async fn spend_log_round_trips_and_replays_are_idempotent(db: &TestDb) {
     assert_eq!(back.model_group, "badmodel");
     assert_eq!(back.tags, vec!["t".to_owned()]);
     store.close().await;
+}
+
+on_both_backends!(session_and_request_metadata_columns_round_trip);
+
+/// Migration 0004 adds `session_id` and `request_metadata` to the spend log; a record's
+/// session and metadata are written and read back, and its prompt and completion are not
+/// stored.
+async fn session_and_request_metadata_columns_round_trip(db: &TestDb) {
+    let store = db.store().await;
+    // The columns exist after migration (the statement fails on a missing column).
+    let probe = "SELECT session_id, request_metadata FROM llmux_spend_log WHERE 1 = 0";
+    match db {
+        TestDb::Sqlite(d) => {
+            let mut c = sqlx::SqliteConnection::connect(&d.url).await.unwrap();
+            sqlx::query(probe)
+                .execute(&mut c)
+                .await
+                .expect("sqlite columns");
+        }
+        TestDb::Postgres(d) => {
+            let mut c = sqlx::PgConnection::connect(&d.url).await.unwrap();
+            sqlx::query(probe)
+                .execute(&mut c)
+                .await
+                .expect("postgres columns");
+        }
+    }
+
+    let run = unique();
+    let metadata: llmux_core::JsonObject = serde_json::from_value(serde_json::json!({
+        "session_id": "sess-42",
+        "trace_name": "checkout",
+        "nested": {"a": [1, 2, "x"]}
+    }))
+    .unwrap();
+    let with_session = CallRecord {
+        session_id: Some("sess-42".into()),
+        request_metadata: Some(Arc::new(metadata.clone())),
+        prompt: Some(Arc::new(
+            serde_json::json!([{"role": "user", "content": "secret plan"}]),
+        )),
+        completion: Some(Arc::new(
+            serde_json::json!({"role": "assistant", "content": "ok"}),
+        )),
+        ..crate::common::record(1, &run)
+    };
+    let plain = crate::common::record(2, &run);
+    let outcome = store
+        .write_records(&[Arc::new(with_session.clone()), Arc::new(plain.clone())])
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, 2);
+
+    let back = store
+        .spend_log(&with_session.request_id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(back.session_id.as_deref(), Some("sess-42"));
+    assert_eq!(back.request_metadata.as_deref(), Some(&metadata));
+    assert!(
+        back.prompt.is_none() && back.completion.is_none(),
+        "prompts and completions are never stored"
+    );
+    let without = CallRecord {
+        prompt: None,
+        completion: None,
+        ..with_session
+    };
+    assert_eq!(back, without, "everything else round-trips too");
+
+    let back = store.spend_log(&plain.request_id).await.unwrap().unwrap();
+    assert_eq!((back.session_id, back.request_metadata), (None, None));
 }

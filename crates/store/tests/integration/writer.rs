@@ -196,9 +196,19 @@ async fn postgres_outage_mid_load_loses_nothing() {
         return;
     };
     bounded(async {
-        let store = Store::connect_with(&pg.url, &quick_options())
-            .await
-            .unwrap();
+        // One pooled connection. `cut` ends the database's backends one after another, and
+        // each exits when it notices: with several pooled connections, a batch could fail on
+        // a connection already gone while the writer's reachability probe still found one
+        // alive, so the writer took the outage for a refusal and set a record aside
+        // (`rejected` = 1, under load). With one connection, once it is cut every statement
+        // needs a new one, which the database refuses until `restore`: the outage always
+        // looks like an outage. The writer uses one connection at a time anyway (one batch
+        // transaction, then its probe), so this changes nothing else it does.
+        let options = StoreOptions {
+            max_connections: 1,
+            ..quick_options()
+        };
+        let store = Store::connect_with(&pg.url, &options).await.unwrap();
         let scratch = TempDir::new();
         let spill = scratch.path("spill.jsonl");
         let mut cfg = config(Some(spill.clone()));
