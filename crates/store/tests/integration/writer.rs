@@ -196,16 +196,12 @@ async fn postgres_outage_mid_load_loses_nothing() {
         return;
     };
     bounded(async {
-        // One pooled connection. `cut` ends the database's backends one after another, and
-        // each exits when it notices: with several pooled connections, a batch could fail on
-        // a connection already gone while the writer's reachability probe still found one
-        // alive, so the writer took the outage for a refusal and set a record aside
-        // (`rejected` = 1, under load). With one connection, once it is cut every statement
-        // needs a new one, which the database refuses until `restore`: the outage always
-        // looks like an outage. The writer uses one connection at a time anyway (one batch
-        // transaction, then its probe), so this changes nothing else it does.
+        // Several pooled connections. `cut` ends the database's backends one after another,
+        // so a batch can fail on a connection already gone while the writer's reachability
+        // probe still finds one alive: the writer must tell the outage from a refusal by
+        // the error itself (`rejected` stays 0), not by the probe.
         let options = StoreOptions {
-            max_connections: 1,
+            max_connections: 4,
             ..quick_options()
         };
         let store = Store::connect_with(&pg.url, &options).await.unwrap();
