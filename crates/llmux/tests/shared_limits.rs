@@ -10,30 +10,20 @@
 
 #![cfg(unix)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod support;
 use std::time::{Duration, Instant};
+use support::{Process, free_port, temp_dir};
 
 use serde_json::{Value, json};
 
 const MASTER: &str = "sk-shared-limits-master";
 
 struct Gateway {
-    child: Child,
+    /// Held for its `Drop`: the process dies with the test.
+    _process: Process,
     url: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn redis_url() -> String {
@@ -62,7 +52,7 @@ fn start_with(config: &std::path::Path, db: Option<&std::path::Path>) -> Gateway
         .spawn()
         .expect("start llmux");
     Gateway {
-        child,
+        _process: Process(child),
         url: format!("http://127.0.0.1:{port}"),
     }
 }
@@ -193,13 +183,6 @@ async fn two_gateways_share_one_rpm_limit_and_see_revocations() {
     }
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn temp_dir(what: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("llmux-{what}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The cooldown of deployment `id` in `gw`'s router (from `/health`, which also calls every
@@ -336,7 +319,7 @@ async fn a_gateway_whose_redis_is_unreachable_keeps_serving_and_says_so() {
         .spawn()
         .expect("start llmux");
     let gw = Gateway {
-        child,
+        _process: Process(child),
         url: format!("http://127.0.0.1:{port_gw}"),
     };
     let http = reqwest::Client::builder()

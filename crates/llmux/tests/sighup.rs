@@ -3,32 +3,17 @@
 
 #![cfg(unix)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::{Process, signal};
 
 use serde_json::json;
 
 const KEY: &str = "sk-sighup-test";
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
 
 fn config(models: &[&str]) -> String {
     let mut s = format!("server:\n  master_key: {KEY}\nmodels:\n");
@@ -73,7 +58,7 @@ async fn sighup_reloads_without_losing_calls() {
         .spawn()
         .expect("start llmux");
     let pid = child.id();
-    let _gw = Gateway(child);
+    let _gw = Process(child);
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -7,39 +7,18 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{Process as Gateway, free_port, signal, temp_dir};
 
 use serde_json::json;
 use sqlx::Connection;
 
 const KEY: &str = "sk-durability-test";
 const BOUND: Duration = Duration::from_secs(120);
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("llmux-durability-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Start `llmux serve` on `config` with `database_url`; wait until it answers.
 async fn start(dir: &Path, database_url: &str, http: &reqwest::Client) -> (Gateway, String) {
@@ -127,15 +106,6 @@ fn load(
     (tasks, answered)
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 /// Wait for the gateway process to exit on its own (bounded); its exit status.
 async fn exit_of(gw: &mut Gateway) -> std::process::ExitStatus {
     let started = Instant::now();
@@ -171,7 +141,7 @@ fn assert_same(answered: &[String], logged: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_writes_one_spend_row_per_answered_call() {
     tokio::time::timeout(BOUND, async {
-        let dir = temp_dir("sigterm");
+        let dir = temp_dir("durability-sigterm");
         let db = format!("sqlite://{}", dir.join("llmux.db").display());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -256,7 +226,7 @@ async fn a_postgres_outage_under_load_loses_no_spend_row() {
         return; // LLMUX_SKIP_PG=1
     };
     tokio::time::timeout(BOUND, async {
-        let dir = temp_dir("pg");
+        let dir = temp_dir("durability-pg");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
