@@ -70,13 +70,7 @@ impl OllamaMock {
             .route("/api/tags", get(tags))
             .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::recorder::serve_on_loopback(app).await;
         Self { addr, state, task }
     }
 

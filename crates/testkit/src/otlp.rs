@@ -107,13 +107,7 @@ impl OtlpReceiver {
             .route("/v1/traces", post(traces))
             .route(GRPC_EXPORT_PATH, post(grpc_export))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::recorder::serve_on_loopback(app).await;
         Self { addr, state, task }
     }
 

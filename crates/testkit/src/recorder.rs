@@ -173,6 +173,21 @@ pub(crate) fn sse_body(
 
 /// Split `text` into at most `n` pieces on word boundaries (spaces kept), so the pieces
 /// concatenate back to the text.
+/// Serve `app` on an ephemeral port of 127.0.0.1 until the returned task is aborted (every
+/// mock's `start`); the address it listens on.
+pub(crate) async fn serve_on_loopback(
+    app: axum::Router,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
+
 pub(crate) fn split_words(text: &str, n: usize) -> Vec<String> {
     let n = n.max(1);
     let spaces: Vec<usize> = text
