@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::iter::Sum;
+use std::num::NonZeroU64;
 use std::ops::{Add, AddAssign};
 use std::str::FromStr;
 
@@ -139,21 +140,34 @@ impl FromStr for Money {
 /// digits beyond the twelfth decimal place (only float artefacts such as
 /// `0.0000029999900000000002` and a few repeating fractions in LiteLLM's file) are rounded
 /// half-up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UnitPrice(u64);
+///
+/// Stored as pico-USD + 1 in a `NonZeroU64`, so `Option<UnitPrice>` is 8 bytes, not 16:
+/// a model's [`crate::Rates`] are 19 optional prices and the embedded table holds ~4,400 of
+/// them. The largest price is therefore `u64::MAX - 1` pico-USD (18 million USD per unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitPrice(NonZeroU64);
+
+impl Default for UnitPrice {
+    fn default() -> Self {
+        UnitPrice::ZERO
+    }
+}
 
 impl UnitPrice {
     /// Free.
-    pub const ZERO: UnitPrice = UnitPrice(0);
+    pub const ZERO: UnitPrice = UnitPrice(NonZeroU64::MIN);
 
-    /// `p` pico-USD per unit.
+    /// `p` pico-USD per unit (`u64::MAX` saturates to `u64::MAX - 1`).
     pub const fn from_pico_usd(p: u64) -> Self {
-        UnitPrice(p)
+        match NonZeroU64::new(p.saturating_add(1)) {
+            Some(n) => UnitPrice(n),
+            None => UnitPrice::ZERO,
+        }
     }
 
     /// The price in pico-USD per unit.
     pub const fn pico_usd(self) -> u64 {
-        self.0
+        self.0.get() - 1
     }
 
     /// Parse a decimal USD price (`"0.0000025"`, `"2.5e-6"`), exactly, rounding half-up at
@@ -164,20 +178,22 @@ impl UnitPrice {
             return Err(PriceError::invalid_number(s, "negative price"));
         }
         u64::try_from(n)
-            .map(UnitPrice)
-            .map_err(|_| PriceError::invalid_number(s, "out of range"))
+            .ok()
+            .filter(|p| *p < u64::MAX)
+            .map(UnitPrice::from_pico_usd)
+            .ok_or_else(|| PriceError::invalid_number(s, "out of range"))
     }
 
     /// The price in USD as an `f64`, for display only.
     pub fn to_usd_f64(self) -> f64 {
-        self.0 as f64 / PICO_USD_PER_USD as f64
+        self.pico_usd() as f64 / PICO_USD_PER_USD as f64
     }
 
     /// The price whose decimal text is the shortest round-trip decimal of `v` (for a parsed
     /// JSON number: its source text), rounded half-up at the twelfth decimal place.
     fn from_f64_exact(v: f64) -> Result<Self, PriceError> {
         if let Some(p) = Self::from_f64_fast(v) {
-            return Ok(UnitPrice(p));
+            return Ok(UnitPrice::from_pico_usd(p));
         }
         Self::from_f64_slow(v)
     }
@@ -208,14 +224,16 @@ impl UnitPrice {
 
     /// A price in whole USD per unit (used for JSON integers such as `0` or `1`).
     fn from_whole_usd(n: u64) -> Option<Self> {
-        n.checked_mul(PICO_USD_PER_USD).map(UnitPrice)
+        n.checked_mul(PICO_USD_PER_USD)
+            .filter(|p| *p < u64::MAX)
+            .map(UnitPrice::from_pico_usd)
     }
 }
 
 /// Exact decimal USD per unit, without trailing zeros: `0.0000025`.
 impl fmt::Display for UnitPrice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_decimal(f, false, u128::from(self.0), 12)
+        write_decimal(f, false, u128::from(self.pico_usd()), 12)
     }
 }
 
@@ -539,5 +557,22 @@ mod tests {
         assert!(serde_json::from_str::<UnitPrice>("-1e-6").is_err());
         assert!(serde_json::from_str::<UnitPrice>("true").is_err());
         assert!(serde_json::from_str::<UnitPrice>(r#""cheap""#).is_err());
+    }
+
+    #[test]
+    fn an_optional_unit_price_is_one_word_and_keeps_every_value() {
+        assert_eq!(std::mem::size_of::<Option<UnitPrice>>(), 8);
+        for p in [0, 1, 2_500_000, u64::MAX - 1] {
+            assert_eq!(UnitPrice::from_pico_usd(p).pico_usd(), p);
+        }
+        assert_eq!(UnitPrice::from_pico_usd(u64::MAX).pico_usd(), u64::MAX - 1);
+        assert_eq!(UnitPrice::default(), UnitPrice::ZERO);
+        assert_eq!(UnitPrice::ZERO.pico_usd(), 0);
+        assert!(UnitPrice::from_pico_usd(1) < UnitPrice::from_pico_usd(2));
+        assert_eq!(
+            "0.000002".parse::<UnitPrice>().unwrap().pico_usd(),
+            2_000_000
+        );
+        assert!("18446744073709551615e-12".parse::<UnitPrice>().is_err());
     }
 }
