@@ -77,7 +77,8 @@ pub(crate) struct AppState {
 
 const X_REQUEST_ID: &str = "x-request-id";
 
-/// The request id: the client's `x-request-id` when it is sane, else a new UUID.
+/// The request id: the client's `x-request-id` when it is sane, else a new UUID (v4, from
+/// the thread's userspace CSPRNG: `Uuid::new_v4` made a `getrandom` system call per request).
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(X_REQUEST_ID)
@@ -87,7 +88,9 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+            let mut buf = uuid::Uuid::encode_buffer();
+            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
                 .unwrap_or(HeaderValue::from_static("unknown"))
         })
 }
@@ -732,4 +735,27 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         format!("Method {method} is not allowed on {path}"),
     ))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_without_a_sane_id_gets_a_fresh_v4_uuid() {
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let v = request_id(&HeaderMap::new());
+            let id = uuid::Uuid::parse_str(v.to_str().unwrap()).unwrap();
+            assert_eq!(id.get_version_num(), 4);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(v.len(), 36);
+            assert!(ids.insert(id));
+        }
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("req-1"));
+        assert_eq!(request_id(&h), "req-1");
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+    }
 }

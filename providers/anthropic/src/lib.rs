@@ -30,6 +30,7 @@ use llmux_core::{
     CallContext, ChatRequest, ChatResponse, ChatStream, DeploymentSettings, Error, Provider,
     ProviderFactory, Secret,
 };
+use llmux_http::reqwest::Url;
 use llmux_http::reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 /// Anthropic's public API.
@@ -48,9 +49,9 @@ const BETA_HEADER: &str = "anthropic-beta";
 #[derive(Debug)]
 pub struct Anthropic {
     model: String,
-    messages_url: String,
+    messages_url: Url,
     /// `{messages_url}/count_tokens`: token counting, passed through as is.
-    count_tokens_url: String,
+    count_tokens_url: Url,
     headers: HeaderMap,
     betas: Vec<String>,
     timeout: Duration,
@@ -146,8 +147,11 @@ impl Anthropic {
         let messages_url = messages_url(base);
         Ok(Self {
             model: settings.model.clone(),
-            count_tokens_url: format!("{messages_url}/count_tokens"),
-            messages_url,
+            count_tokens_url: llmux_http::upstream_url(
+                "anthropic",
+                &format!("{messages_url}/count_tokens"),
+            )?,
+            messages_url: llmux_http::upstream_url("anthropic", &messages_url)?,
             headers,
             betas,
             timeout: settings.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -183,7 +187,7 @@ impl Anthropic {
 
     fn post_to(
         &self,
-        url: &str,
+        url: &Url,
         enc: &codec::Encoded,
         cx: &CallContext,
     ) -> Result<llmux_http::reqwest::RequestBuilder, Error> {
@@ -206,7 +210,7 @@ impl Anthropic {
             );
         }
         Ok(llmux_http::client()
-            .post(url)
+            .post(url.clone())
             .headers(headers)
             .body(enc.to_vec()?))
     }
@@ -415,7 +419,7 @@ mod tests {
         ] {
             let mut s = DeploymentSettings::new("anthropic", "claude");
             s.api_base = base.map(str::to_owned);
-            assert_eq!(Anthropic::new(&s).unwrap().messages_url, url);
+            assert_eq!(Anthropic::new(&s).unwrap().messages_url.as_str(), url);
         }
         let mut s = DeploymentSettings::new("anthropic", "claude");
         s.api_key = Some(Secret::new("sk-ant-abc"));

@@ -22,6 +22,7 @@ use llmux_core::{
     CallContext, ChatRequest, ChatResponse, ChatStream, DeploymentSettings, EmbeddingRequest,
     EmbeddingResponse, Error, ModelList, Provider, ProviderFactory,
 };
+use llmux_http::reqwest::Url;
 use llmux_http::reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
 };
@@ -39,11 +40,11 @@ pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct OpenAi {
     name: &'static str,
     model: String,
-    chat_url: String,
-    embeddings_url: String,
+    chat_url: Url,
+    embeddings_url: Url,
     models_url: Option<String>,
     /// Where `POST /responses` is forwarded as is; `None` = no Responses passthrough.
-    responses_url: Option<String>,
+    responses_url: Option<Url>,
     headers: HeaderMap,
     timeout: Duration,
     api_key: Option<llmux_core::Secret>,
@@ -130,8 +131,8 @@ impl OpenAi {
         Ok(Self {
             name,
             model: settings.model.clone(),
-            chat_url: endpoints.chat,
-            embeddings_url: endpoints.embeddings,
+            chat_url: llmux_http::upstream_url(name, &endpoints.chat)?,
+            embeddings_url: llmux_http::upstream_url(name, &endpoints.embeddings)?,
             models_url: endpoints.models,
             responses_url: None,
             headers,
@@ -152,8 +153,10 @@ impl OpenAi {
     /// Forward OpenAI Responses API requests (`POST /v1/responses` on the gateway) as is
     /// to `url` ([`Provider::passthrough`]). Only for upstreams that serve the Responses
     /// API: OpenAI, Azure OpenAI's v1 API.
+    /// A `url` that does not parse leaves the passthrough off (translation still serves
+    /// `/v1/responses`).
     pub fn with_responses_url(mut self, url: String) -> Self {
-        self.responses_url = Some(url);
+        self.responses_url = llmux_http::upstream_url(self.name, &url).ok();
         self
     }
 
@@ -180,12 +183,12 @@ impl OpenAi {
 
     fn post(
         &self,
-        url: &str,
+        url: &Url,
         body: Vec<u8>,
         cx: &CallContext,
     ) -> llmux_http::reqwest::RequestBuilder {
         let mut req = llmux_http::client()
-            .post(url)
+            .post(url.clone())
             .headers(self.headers.clone())
             .body(body);
         if !cx.request_id.is_empty() {
@@ -553,7 +556,10 @@ mod tests {
         s.api_base = Some("http://127.0.0.1:1/v1/".into());
         s.api_key = Some(llmux_core::Secret::new("sk-abc"));
         let p = OpenAi::new("openai", DEFAULT_API_BASE, &s).unwrap();
-        assert_eq!(p.chat_url, "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(
+            p.chat_url.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
         assert!(p.headers[AUTHORIZATION].is_sensitive());
         assert!(!format!("{p:?}").contains("sk-abc"));
     }
