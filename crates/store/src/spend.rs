@@ -13,9 +13,13 @@ use crate::time::{Day, now_ms, parse_duration};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
-/// Rows per multi-row INSERT (33 columns each: 6 600 parameters, well under both backends'
-/// limits).
-const LOG_ROWS_PER_STATEMENT: usize = 200;
+/// Rows per multi-row INSERT (34 columns each). Small enough that building one statement's
+/// arguments and reading its `RETURNING` rows (work done on the gateway's request threads)
+/// stays well under a millisecond: with 200 rows a batch held the request worker for ~4 ms,
+/// which was the production path's p99 tail at 1,000 calls/s (docs/benchmarks.md).
+const LOG_ROWS_PER_STATEMENT: usize = 64;
+/// Records aggregated between two yields to the scheduler, for the same reason.
+const RECORDS_PER_YIELD: usize = 64;
 /// Rows per aggregate upsert (39 columns each at most: 7 800 parameters, under SQLite's
 /// 32 766 and PostgreSQL's 65 535).
 const AGG_ROWS_PER_STATEMENT: usize = 200;
@@ -264,7 +268,10 @@ impl Store {
         let mut daily: BTreeMap<DailyKey, Agg> = BTreeMap::new();
         let mut tagged: BTreeMap<TagKey, Agg> = BTreeMap::new();
         let mut spend: BTreeMap<(u8, String), i64> = BTreeMap::new();
-        for r in &inserted {
+        for (i, r) in inserted.iter().enumerate() {
+            if i > 0 && i % RECORDS_PER_YIELD == 0 {
+                tokio::task::yield_now().await;
+            }
             let day = Day::from_unix_ms(to_i64(r.started_at_ms)).to_string();
             let (key, team, user) = (dim(&r.key), dim(&r.team), dim(&r.user));
             let model = clean(&r.model_group).into_owned();
