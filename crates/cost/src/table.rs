@@ -24,8 +24,8 @@ const SAMPLE_SPEC: &str = "sample_spec";
 ///
 /// Entries are boxed and the map is trimmed to its length after loading: the embedded table
 /// has ~4,400 entries, and inline values in a hash table with a power-of-two bucket count
-/// left almost half of 8,192 ~300-byte slots empty (3.7 MB of a gateway's idle memory,
-/// now ~1.8 MB; `docs/benchmarks.md`).
+/// left almost half of 8,192 slots of ~460 bytes empty (3.7 MB of a gateway's idle memory;
+/// with boxed entries and one-word optional prices, ~1.5 MB; `docs/benchmarks.md`).
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     entries: HashMap<Box<str>, Box<ModelPrice>>,

@@ -563,4 +563,13 @@ mod tests {
         assert!(p.headers[AUTHORIZATION].is_sensitive());
         assert!(!format!("{p:?}").contains("sk-abc"));
     }
+
+    #[test]
+    fn an_api_base_that_is_not_a_url_fails_when_the_deployment_is_built() {
+        let mut s = DeploymentSettings::new("openai", "gpt-4o");
+        s.api_base = Some("http://[::1:bad/v1?secret=sk-in-url".into());
+        let e = OpenAi::new("openai", DEFAULT_API_BASE, &s).unwrap_err();
+        assert!(e.to_string().contains("invalid upstream URL"), "{e}");
+        assert!(!e.to_string().contains("sk-in-url"), "{e}");
+    }
 }
